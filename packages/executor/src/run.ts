@@ -1,0 +1,152 @@
+import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { SysError, sealedMemfd } from '@tsc/syscall';
+import { type ExecutorMessage, MESSAGE_SIZE, type Program, decodeMessage } from './program.js';
+
+/** Where the build puts the static executor binary. */
+export const EXECUTOR_PATH = fileURLToPath(new URL('./nsinit-executor', import.meta.url));
+
+let sealedFd: number | undefined;
+
+/**
+ * The executor as a sealed memfd of this process, created once. Every executor
+ * runs from it, so no container process can write the binary through
+ * /proc/<pid>/exe (CVE-2019-5736).
+ */
+export function executorImage(): string {
+  if (sealedFd === undefined) {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(EXECUTOR_PATH);
+    } catch (e) {
+      throw new Error(`the executor binary ${EXECUTOR_PATH} is missing: run the build (pnpm build)`, { cause: e });
+    }
+    sealedFd = sealedMemfd('nsinit-executor', bytes);
+  }
+  return `/proc/self/fd/${sealedFd}`;
+}
+
+/** Options for {@link spawnExecutor}. */
+export interface SpawnOptions {
+  /** stdin, stdout, stderr of the executor (and so of what it execs): fds or 'inherit'/'ignore'. Default inherit. */
+  stdio?: readonly ['inherit' | 'ignore' | number, 'inherit' | 'ignore' | number, 'inherit' | 'ignore' | number];
+  /** fds placed at 3, 4, … in the executor, in order (e.g. --preserve-fds). */
+  extraFds?: readonly number[];
+}
+
+/** Thrown when an op of a program fails: the op's meaning, the syscall and the errno. */
+export class ProgramError extends SysError {
+  /** Index of the failing op. */
+  readonly step: number;
+  constructor(program: Program, step: number, errno: number) {
+    super({ errno, syscall: program.syscallOf(step), op: program.describe(step) });
+    this.step = step;
+  }
+}
+
+/**
+ * A running executor. It waits for its program; send it with {@link send}
+ * (after putting the executor's pid into its cgroup), then read messages.
+ */
+export class ExecutorProcess {
+  /** The executor's pid (valid right after spawn). */
+  readonly pid: number;
+  /** The fd number the executor knows its sync socket as. */
+  readonly syncFd: number;
+  private readonly child: ChildProcess;
+  private readonly sock: Socket;
+  private buf: Buffer = Buffer.alloc(0);
+  private readonly queue: ExecutorMessage[] = [];
+  private waiter: (() => void) | undefined;
+  private ended = false;
+  private readonly exitPromise: Promise<number>;
+
+  constructor(opts: SpawnOptions = {}) {
+    const extra = opts.extraFds ?? [];
+    this.syncFd = 3 + extra.length;
+    const stdio: StdioOptions = [...(opts.stdio ?? ['inherit', 'inherit', 'inherit']), ...extra, 'pipe'];
+    this.child = spawn(executorImage(), [String(this.syncFd)], {
+      argv0: 'nsinit-executor',
+      stdio,
+      env: {},
+    });
+    if (this.child.pid === undefined) throw new Error('could not start the executor');
+    this.pid = this.child.pid;
+    const s = this.child.stdio[this.syncFd] as Socket | null;
+    if (!s) throw new Error('executor sync socket missing');
+    this.sock = s;
+    this.sock.on('data', (chunk: Buffer) => {
+      this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+      while (this.buf.length >= MESSAGE_SIZE) {
+        this.queue.push(decodeMessage(this.buf));
+        this.buf = this.buf.subarray(MESSAGE_SIZE);
+      }
+      this.wake();
+    });
+    const end = () => {
+      this.ended = true;
+      this.wake();
+    };
+    this.sock.on('end', end);
+    this.sock.on('close', end);
+    this.sock.on('error', end);
+    this.exitPromise = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? 1 : 0)));
+    });
+  }
+
+  /** Send the program; the executor starts running it at once. */
+  send(program: Program): void {
+    this.sock.write(program.encode());
+  }
+
+  /** Answer a sync point: 0 continues, anything else makes the child exit with that code. */
+  reply(code = 0): void {
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(code);
+    if (!this.sock.destroyed) this.sock.write(b);
+  }
+
+  /**
+   * The next message, or `undefined` once every process holding the socket has
+   * closed it (after a successful execve: the socket is close-on-exec).
+   */
+  async next(): Promise<ExecutorMessage | undefined> {
+    for (;;) {
+      const m = this.queue.shift();
+      if (m) return m;
+      if (this.ended) return undefined;
+      await new Promise<void>((r) => {
+        this.waiter = r;
+      });
+    }
+  }
+
+  /** The executor's own exit code. */
+  exited(): Promise<number> {
+    return this.exitPromise;
+  }
+
+  /** Stop listening and drop our end of the socket. */
+  close(): void {
+    this.sock.destroy();
+  }
+
+  /** Kill the executor itself (not what it cloned). */
+  kill(): void {
+    this.child.kill('SIGKILL');
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.();
+  }
+}
+
+/** Spawn an executor that waits for its program. */
+export function spawnExecutor(opts: SpawnOptions = {}): ExecutorProcess {
+  return new ExecutorProcess(opts);
+}
