@@ -5,6 +5,7 @@
  */
 export {
   DataRef,
+  decodeMessage,
   type ExecutorMessage,
   Label,
   type OnError,
@@ -13,6 +14,13 @@ export {
   type ProgramArg,
   type ProgramArgs,
   Reg,
-  decodeMessage,
 } from './program.js';
-export { EXECUTOR_PATH, ExecutorProcess, ProgramError, type SpawnOptions, executorImage, spawnExecutor } from './run.js';
+export {
+  EXECUTOR_PATH,
+  ExecutorProcess,
+  executorImage,
+  ProgramError,
+  type SpawnOptions,
+  type StdioSpec,
+  spawnExecutor,
+} from './run.js';

@@ -1,4 +1,4 @@
-import { type ArgKind, type Arch, SYSCALLS, type SyscallName, hostArch } from '@tsc/syscall';
+import { type Arch, type ArgKind, hostArch, SYSCALLS, type SyscallName } from '@tsc/syscall';
 
 /** Op kinds, arg kinds and error modes: must match executor.c. */
 const OP = { SYSCALL: 1, CLONE: 2, SYNC: 3, EXIT: 4, JUMP: 5 } as const;
@@ -192,7 +192,11 @@ export class Program {
   }
 
   /** Append a raw syscall. */
-  syscall<N extends SyscallName>(name: N, args: ProgramArgs<(typeof SYSCALLS)[N]['args']>, o: OpOptions): void {
+  syscall<N extends SyscallName>(
+    name: N,
+    args: ProgramArgs<(typeof SYSCALLS)[N]['args']>,
+    o: OpOptions,
+  ): void {
     const d = SYSCALLS[name];
     const values = args as readonly unknown[];
     const enc = d.args.map((k, i) => this.encodeArg(k as ArgKind, values[i] ?? null, `${name} arg ${i}`));
@@ -233,6 +237,14 @@ export class Program {
   /** Exit with `code`. */
   exit(code: number, o: OpOptions): void {
     this.append(OP.EXIT, 0, [{ kind: ARG.IMM, value: BigInt(code) }], o, 'exit');
+  }
+
+  /** Change what happens when op `index` fails (e.g. after a helper appended it). */
+  setOnError(index: number, onError: OnError, errno = 0): void {
+    const op = this.ops[index];
+    if (!op) throw new Error(`no op ${index}`);
+    op.onError = onError;
+    op.errno = errno;
   }
 
   /** Jump forward to `l` unconditionally. */
@@ -276,8 +288,7 @@ export class Program {
         const target = op.onError.skipTo.index;
         if (target <= i) throw new Error(`label for "${op.what}" was not placed after it`);
         skip = target - i - 1;
-      }
-      else if (typeof op.onError === 'object' && op.kind !== OP.JUMP) {
+      } else if (typeof op.onError === 'object' && op.kind !== OP.JUMP) {
         mode = ON_ERROR.skip;
         const target = op.onError.skipTo.index;
         if (target <= i) throw new Error(`label for "${op.what}" was not placed after it`);
@@ -296,7 +307,9 @@ export class Program {
       ops.writeBigInt64LE(BigInt(op.nr), at + 16);
     });
     const relocs = Buffer.alloc(this.relocs.length * 4);
-    this.relocs.forEach((r, i) => relocs.writeUInt32LE(r, i * 4));
+    this.relocs.forEach((r, i) => {
+      relocs.writeUInt32LE(r, i * 4);
+    });
     // executor.c reads, in this order: header, ops (n_ops * 72 bytes), data, relocs.
     return Buffer.concat([head, ops, data, relocs]);
   }
@@ -329,7 +342,8 @@ export class Program {
       return { kind: ARG.IMM, value: BigInt(v) };
     }
     if (typeof v === 'bigint') return { kind: ARG.IMM, value: v };
-    if (typeof v === 'string' && kind === 'str') return { kind: ARG.DATA, value: BigInt(this.cstring(v).offset) };
+    if (typeof v === 'string' && kind === 'str')
+      return { kind: ARG.DATA, value: BigInt(this.cstring(v).offset) };
     if (v instanceof Uint8Array && (kind === 'buf' || kind === 'ptr'))
       return { kind: ARG.DATA, value: BigInt(this.data(v).offset) };
     throw new Error(`${ctx}: cannot pass ${typeof v} as ${kind}`);

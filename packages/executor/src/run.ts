@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { SysError, sealedMemfd } from '@tsc/syscall';
-import { type ExecutorMessage, MESSAGE_SIZE, type Program, decodeMessage } from './program.js';
+import { decodeMessage, type ExecutorMessage, MESSAGE_SIZE, type Program } from './program.js';
 
 /** Where the build puts the static executor binary. */
 export const EXECUTOR_PATH = fileURLToPath(new URL('./nsinit-executor', import.meta.url));
@@ -21,17 +21,22 @@ export function executorImage(): string {
     try {
       bytes = readFileSync(EXECUTOR_PATH);
     } catch (e) {
-      throw new Error(`the executor binary ${EXECUTOR_PATH} is missing: run the build (pnpm build)`, { cause: e });
+      throw new Error(`the executor binary ${EXECUTOR_PATH} is missing: run the build (pnpm build)`, {
+        cause: e,
+      });
     }
     sealedFd = sealedMemfd('nsinit-executor', bytes);
   }
   return `/proc/self/fd/${sealedFd}`;
 }
 
+/** One of the executor's standard fds: an fd of ours, ours inherited, /dev/null, or a new pipe. */
+export type StdioSpec = 'inherit' | 'ignore' | 'pipe' | number;
+
 /** Options for {@link spawnExecutor}. */
 export interface SpawnOptions {
   /** stdin, stdout, stderr of the executor (and so of what it execs): fds or 'inherit'/'ignore'. Default inherit. */
-  stdio?: readonly ['inherit' | 'ignore' | number, 'inherit' | 'ignore' | number, 'inherit' | 'ignore' | number];
+  stdio?: readonly [StdioSpec, StdioSpec, StdioSpec];
   /** fds placed at 3, 4, … in the executor, in order (e.g. --preserve-fds). */
   extraFds?: readonly number[];
 }
@@ -95,6 +100,19 @@ export class ExecutorProcess {
     this.exitPromise = new Promise((resolve) => {
       this.child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? 1 : 0)));
     });
+  }
+
+  /** Our end of the executor's stdin, when it was spawned with 'pipe'. */
+  get stdin(): import('node:stream').Writable | null {
+    return this.child.stdin;
+  }
+  /** Our end of its stdout, when 'pipe'. */
+  get stdout(): import('node:stream').Readable | null {
+    return this.child.stdout;
+  }
+  /** Our end of its stderr, when 'pipe'. */
+  get stderr(): import('node:stream').Readable | null {
+    return this.child.stderr;
   }
 
   /** Send the program; the executor starts running it at once. */

@@ -1,6 +1,6 @@
 import koffi from 'koffi';
 import { SysError } from './errors.js';
-import { type ArgKind, type SyscallDef, type SyscallName, SYSCALLS, hostArch } from './table.js';
+import { type ArgKind, hostArch, SYSCALLS, type SyscallDef, type SyscallName } from './table.js';
 
 /** The JavaScript value accepted for each {@link ArgKind} in an in-process call. */
 export type ArgValue<K extends ArgKind> = K extends 'int' | 'long'

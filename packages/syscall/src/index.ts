@@ -2,14 +2,14 @@
  * @tsc/syscall — the FFI core of tsc: Linux syscalls through koffi, with the
  * syscall table that executor programs share, constants, and typed errors.
  */
-export { type Arch, type ArgKind, type SyscallDef, type SyscallName, SYSCALLS, hostArch } from './table.js';
-export { type ArgValue, type ArgValues, call } from './ffi.js';
-export { SysError, isSysError } from './errors.js';
-export { Errno, errnoDescription, errnoName, errnoNumber } from './errno.js';
+
 export * from './constants.js';
+export { Errno, errnoDescription, errnoName, errnoNumber } from './errno.js';
+export { isSysError, SysError } from './errors.js';
+export { type ArgValue, type ArgValues, call } from './ffi.js';
 export {
-  type ExitInfo,
   closeFd,
+  type ExitInfo,
   flock,
   getSeals,
   pidfdOpen,
@@ -19,3 +19,4 @@ export {
   setChildSubreaper,
   setns,
 } from './process.js';
+export { type Arch, type ArgKind, hostArch, SYSCALLS, type SyscallDef, type SyscallName } from './table.js';

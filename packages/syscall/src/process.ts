@@ -1,7 +1,7 @@
-import { call } from './ffi.js';
 import { F, LOCK, MFD, P, PR, SEAL, W } from './constants.js';
 import { Errno } from './errno.js';
 import { isSysError } from './errors.js';
+import { call } from './ffi.js';
 
 /** How a process ended, as waitid reports it. */
 export interface ExitInfo {
@@ -60,7 +60,9 @@ export function sealedMemfd(name: string, bytes: Uint8Array): number {
     while (off < bytes.length) {
       off += call('write', [fd, bytes.subarray(off), bytes.length - off], { op: `write ${name} memfd` });
     }
-    call('fcntl', [fd, F.ADD_SEALS, SEAL.SEAL | SEAL.SHRINK | SEAL.GROW | SEAL.WRITE], { op: `seal ${name} memfd` });
+    call('fcntl', [fd, F.ADD_SEALS, SEAL.SEAL | SEAL.SHRINK | SEAL.GROW | SEAL.WRITE], {
+      op: `seal ${name} memfd`,
+    });
   } catch (e) {
     closeFd(fd);
     throw e;
@@ -88,4 +90,3 @@ export function setChildSubreaper(on = true): void {
 export function setns(fd: number, nstype: number): void {
   call('setns', [fd, nstype], { op: 'setns' });
 }
-

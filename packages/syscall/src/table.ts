@@ -106,6 +106,8 @@ export function hostArch(): Arch {
     case 'arm64':
       return 'aarch64';
     default:
-      throw new Error(`unsupported architecture ${process.arch}: syscall numbers are known for x86_64 and aarch64`);
+      throw new Error(
+        `unsupported architecture ${process.arch}: syscall numbers are known for x86_64 and aarch64`,
+      );
   }
 }

@@ -1,0 +1,593 @@
+import {
+  closeSync,
+  existsSync,
+  constants as fsc,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { type CgroupManager, detectLayout, openCgroup, resolveCgroupPath } from '@tsc/cgroups';
+import { type ExecutorProcess, ProgramError, type StdioSpec, spawnExecutor } from '@tsc/executor';
+import {
+  AT,
+  call,
+  closeFd,
+  type ExitInfo,
+  isSysError,
+  parseSignal,
+  pidfdOpen,
+  pidfdSendSignal,
+  S,
+} from '@tsc/syscall';
+import { ContainerError, isContainerError } from './errors.js';
+import { type HookState, runContainerHooks, runHostHooks } from './hooks.js';
+import { cgroupResources } from './plan/devices.js';
+import { type CgroupBind, planInit, SYNC } from './plan/init.js';
+import { waitChild } from './reaper.js';
+import { ConfigError, loadConfig, type RuntimeConfig } from './spec/index.js';
+import { DEFAULT_ROOT, processStartTime, type StateDir, StateStore, type StoredState } from './state.js';
+
+/** The OCI runtime-spec version this runtime implements. */
+export const OCI_VERSION = '1.2.0';
+
+/** A container's status, as `state` reports it. */
+export type ContainerStatus = 'creating' | 'created' | 'running' | 'paused' | 'stopped';
+
+/** The OCI state of a container (what `nsinit state` prints). */
+export interface ContainerState {
+  ociVersion: string;
+  id: string;
+  pid: number;
+  status: ContainerStatus;
+  bundle: string;
+  rootfs: string;
+  created: string;
+  owner: string;
+  annotations?: Record<string, string>;
+}
+
+/** Options common to creating and running a container. */
+export interface CreateOptions {
+  /** The container id (letters, digits, `_+-.`). */
+  id: string;
+  /** The bundle directory holding config.json. */
+  bundle: string;
+  /** State root (default /run/nsinit). */
+  root?: string;
+  /** Write the init's host pid here, atomically. */
+  pidFile?: string;
+  /** Pass fds 3 .. 3+N-1 of this process on to the container. */
+  preserveFds?: number;
+  /** Use MS_MOVE + chroot instead of pivot_root (for a rootfs on a ramfs). */
+  noPivot?: boolean;
+  /** Accepted for runc compatibility; nsinit does not create session keyrings. */
+  noNewKeyring?: boolean;
+  /** The container's stdin, stdout, stderr (default: this process's). */
+  stdio?: readonly [StdioSpec, StdioSpec, StdioSpec];
+  /** Called with warnings (a poststart hook that failed, …). */
+  onWarning?: (message: string) => void;
+}
+
+/** A running container that this process started and can wait for. */
+export interface RunningContainer {
+  container: Container;
+  /** Resolves when the container's init exits. */
+  exited: Promise<ExitInfo>;
+}
+
+function errMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Load and validate `<bundle>/config.json`, as a ContainerError on failure. */
+export function loadBundleConfig(bundle: string): RuntimeConfig {
+  try {
+    return loadConfig(bundle);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new ContainerError('InvalidConfig', e.message, { cause: e });
+    throw e;
+  }
+}
+
+function capLastCap(): number {
+  try {
+    return Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8').trim());
+  } catch {
+    return 40;
+  }
+}
+
+/** v1 hierarchies to bind into the container's /sys/fs/cgroup. */
+function cgroupBinds(cg: CgroupManager): CgroupBind[] {
+  const binds = new Map<string, CgroupBind>();
+  for (const [controller, dir] of Object.entries(cg.dirs())) {
+    if (controller === 'unified') continue;
+    // dir is /sys/fs/cgroup/<mountdir>/<path>; the mount dir names the hierarchy.
+    const rel = dir.slice(dir.indexOf('/sys/fs/cgroup/') + '/sys/fs/cgroup/'.length);
+    const mountDir = rel.split('/')[0] as string;
+    if (mountDir === 'systemd') continue;
+    const b = binds.get(mountDir) ?? { name: mountDir, source: dir, links: [] };
+    if (controller !== mountDir && !b.links.includes(controller) && mountDir.includes(','))
+      b.links.push(controller);
+    binds.set(mountDir, b);
+  }
+  return [...binds.values()];
+}
+
+function writePidFile(path: string, pid: number): void {
+  const abs = resolve(path);
+  const tmp = join(dirname(abs), `.${basename(abs)}.${process.pid}`);
+  writeFileSync(tmp, String(pid), { mode: 0o644, flag: 'wx' });
+  renameSync(tmp, abs);
+}
+
+function hookState(s: StoredState, status: ContainerStatus): HookState {
+  const st: HookState = { ociVersion: OCI_VERSION, id: s.id, status, bundle: s.bundle };
+  if (s.pid) st.pid = s.pid;
+  if (s.annotations) st.annotations = s.annotations;
+  return st;
+}
+
+/** A container: created by {@link Container.create} / {@link Container.run}, or loaded by id. */
+export class Container {
+  /** @internal Use {@link Container.create}, {@link Container.run} or {@link Container.load}. */
+  constructor(
+    private readonly store: StateStore,
+    readonly id: string,
+  ) {}
+
+  /** Load an existing container. */
+  static load(id: string, root: string = DEFAULT_ROOT): Container {
+    const store = new StateStore(root);
+    store.open(id);
+    return new Container(store, id);
+  }
+
+  /** States of every container under `root`. */
+  static list(root: string = DEFAULT_ROOT): ContainerState[] {
+    const store = new StateStore(root);
+    const out: ContainerState[] = [];
+    for (const id of store.list()) {
+      try {
+        out.push(new Container(store, id).state());
+      } catch {
+        // a container being deleted right now
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Create a container: namespaces, cgroup, mounts, everything up to the
+   * user's process, which waits until {@link start}. Like `runc create`.
+   */
+  static async create(opts: CreateOptions): Promise<Container> {
+    const r = await launch(opts, 'create');
+    return r.container;
+  }
+
+  /**
+   * Create and start a container in one step; this process becomes its
+   * parent and can wait for it. Like `runc run`.
+   */
+  static async run(opts: CreateOptions): Promise<RunningContainer> {
+    const r = await launch(opts, 'run');
+    if (!r.exited) throw new Error('internal: run without an exit promise');
+    return { container: r.container, exited: r.exited };
+  }
+
+  private dirHandle(): StateDir {
+    return this.store.open(this.id);
+  }
+
+  private stored(): StoredState {
+    const s = this.dirHandle().read();
+    if (!s)
+      throw new ContainerError(
+        'NotFound',
+        `container "${this.id}" has no state (a create that did not finish); delete it with --force`,
+        { id: this.id },
+      );
+    return s;
+  }
+
+  /** The live OCI state. */
+  state(): ContainerState {
+    const d = this.dirHandle();
+    const s = d.read();
+    if (!s) {
+      return {
+        ociVersion: OCI_VERSION,
+        id: this.id,
+        pid: 0,
+        status: 'stopped',
+        bundle: '',
+        rootfs: '',
+        created: '',
+        owner: '',
+      };
+    }
+    const status = liveStatus(s, d);
+    const st: ContainerState = {
+      ociVersion: s.ociVersion,
+      id: s.id,
+      pid: status === 'stopped' ? 0 : s.pid,
+      status,
+      bundle: s.bundle,
+      rootfs: s.rootfs,
+      created: s.created,
+      owner: s.owner,
+    };
+    if (s.annotations && Object.keys(s.annotations).length) st.annotations = s.annotations;
+    return st;
+  }
+
+  /** Let a created container's process run (runs startContainer and poststart hooks). */
+  async start(opts: { onWarning?: (m: string) => void } = {}): Promise<void> {
+    const d = this.dirHandle();
+    d.lock();
+    try {
+      const s = this.stored();
+      const status = liveStatus(s, d);
+      if (status !== 'created') {
+        throw new ContainerError(
+          'InvalidState',
+          `cannot start container "${this.id}": it is ${status}, not created`,
+          { id: this.id },
+        );
+      }
+      const cg = openCgroup({ path: s.cgroupPath });
+      try {
+        await runContainerHooks('startContainer', s.config.hooks?.startContainer, hookState(s, 'created'), {
+          pid: s.pid,
+          namespaces: (s.config.linux?.namespaces ?? []).map((n) => n.type),
+          addToCgroup: (pid) => cg.addProcess(pid),
+        });
+      } catch (e) {
+        await this.destroy(s, d, opts.onWarning);
+        throw e;
+      }
+      let fd: number;
+      try {
+        fd = openSync(d.fifo, fsc.O_WRONLY | fsc.O_NONBLOCK);
+      } catch (e) {
+        throw new ContainerError(
+          'InvalidState',
+          `cannot start container "${this.id}": its process is not waiting (${errMessage(e)})`,
+          {
+            id: this.id,
+            cause: e,
+          },
+        );
+      }
+      try {
+        writeSync(fd, '0');
+      } finally {
+        closeSync(fd);
+      }
+      unlinkSync(d.fifo);
+      s.status = 'running';
+      d.write(s);
+      try {
+        await runHostHooks('poststart', s.config.hooks?.poststart, hookState(s, 'running'));
+      } catch (e) {
+        opts.onWarning?.(errMessage(e));
+      }
+    } finally {
+      d.unlock();
+    }
+  }
+
+  /** Send a signal to the init (or, with `all`, to every process of the container). */
+  kill(signal: string | number = 'SIGTERM', opts: { all?: boolean } = {}): void {
+    const sig = parseSignal(signal);
+    if (sig === undefined) throw new ContainerError('InvalidArgument', `unknown signal "${signal}"`);
+    const d = this.dirHandle();
+    const s = this.stored();
+    const status = liveStatus(s, d);
+    if (status === 'stopped' && !opts.all) {
+      throw new ContainerError('InvalidState', `cannot kill container "${this.id}": it is not running`, {
+        id: this.id,
+      });
+    }
+    if (opts.all) {
+      openCgroup({ path: s.cgroupPath }).kill(sig);
+      return;
+    }
+    signalInit(s, sig);
+  }
+
+  /** Host pids of every process in the container. */
+  pids(): number[] {
+    const s = this.stored();
+    const cg = openCgroup({ path: s.cgroupPath });
+    return cg.exists() ? cg.pids() : [];
+  }
+
+  /**
+   * Delete the container: its cgroup, its state. A running container needs
+   * `force`, which kills it first. poststop hooks run last.
+   */
+  async delete(opts: { force?: boolean; onWarning?: (m: string) => void } = {}): Promise<void> {
+    const d = this.dirHandle();
+    d.lock();
+    try {
+      const s = d.read();
+      if (!s) {
+        // A create that died before writing its state: nothing else exists yet.
+        d.remove();
+        return;
+      }
+      const status = liveStatus(s, d);
+      if ((status === 'running' || status === 'paused') && !opts.force) {
+        throw new ContainerError(
+          'InvalidState',
+          `cannot delete container "${this.id}" that is not stopped: ${status}`,
+          { id: this.id },
+        );
+      }
+      await this.destroy(s, d, opts.onWarning);
+    } finally {
+      d.unlock();
+    }
+  }
+
+  private async destroy(s: StoredState, d: StateDir, onWarning?: (m: string) => void): Promise<void> {
+    const cg = openCgroup({ path: s.cgroupPath });
+    if (processStartTime(s.pid) === s.pidStartTime && s.pid > 0) {
+      try {
+        process.kill(s.pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    try {
+      await cg.destroy();
+    } catch (e) {
+      throw new ContainerError('System', `container "${this.id}": ${errMessage(e)}`, {
+        id: this.id,
+        cause: e,
+      });
+    }
+    const wasCreated = s.status !== 'creating';
+    d.remove();
+    if (wasCreated) {
+      try {
+        await runHostHooks('poststop', s.config.hooks?.poststop, hookState(s, 'stopped'));
+      } catch (e) {
+        onWarning?.(errMessage(e));
+      }
+    }
+  }
+}
+
+function liveStatus(s: StoredState, d: StateDir): ContainerStatus {
+  if (s.pid <= 0) return s.status === 'creating' ? 'creating' : 'stopped';
+  const start = processStartTime(s.pid);
+  if (start === undefined || start !== s.pidStartTime) return 'stopped';
+  if (s.status === 'creating') return 'creating';
+  if (existsSync(d.fifo)) return 'created';
+  return 'running';
+}
+
+function signalInit(s: StoredState, sig: number): void {
+  let fd: number;
+  try {
+    fd = pidfdOpen(s.pid);
+  } catch (e) {
+    throw new ContainerError('InvalidState', `cannot kill container "${s.id}": it is not running`, {
+      id: s.id,
+      cause: e,
+    });
+  }
+  try {
+    if (processStartTime(s.pid) !== s.pidStartTime) {
+      throw new ContainerError('InvalidState', `cannot kill container "${s.id}": it is not running`, {
+        id: s.id,
+      });
+    }
+    pidfdSendSignal(fd, sig);
+  } finally {
+    closeFd(fd);
+  }
+}
+
+async function launch(
+  opts: CreateOptions,
+  mode: 'create' | 'run',
+): Promise<{ container: Container; exited?: Promise<ExitInfo> }> {
+  const store = new StateStore(opts.root ?? DEFAULT_ROOT);
+  const bundle = resolve(opts.bundle);
+  const config = loadBundleConfig(bundle);
+  if (!config.root?.path) throw new ContainerError('InvalidConfig', 'config.json: root.path: required');
+  const rootfs = isAbsolute(config.root.path) ? config.root.path : join(bundle, config.root.path);
+  try {
+    if (!statSync(rootfs).isDirectory()) throw new Error('not a directory');
+  } catch (e) {
+    throw new ContainerError('InvalidConfig', `root.path: ${rootfs} is not a directory (${errMessage(e)})`);
+  }
+  const preserveFds = opts.preserveFds ?? 0;
+  if (!Number.isInteger(preserveFds) || preserveFds < 0) {
+    throw new ContainerError(
+      'InvalidArgument',
+      `--preserve-fds: must be a non-negative integer, got ${preserveFds}`,
+    );
+  }
+  const id = opts.id;
+  let cgroupPath: string;
+  let cg: CgroupManager;
+  try {
+    cgroupPath = resolveCgroupPath(config.linux?.cgroupsPath, id);
+    cg = openCgroup({ path: cgroupPath });
+  } catch (e) {
+    throw new ContainerError('InvalidConfig', `linux.cgroupsPath: ${errMessage(e)}`, { cause: e });
+  }
+  const layout = detectLayout();
+  const fifoFdNum = mode === 'create' ? 3 + preserveFds : undefined;
+  const syncFd = 3 + preserveFds + (mode === 'create' ? 1 : 0);
+  // Plan first: a config the planner rejects creates nothing.
+  const program = planInit({
+    config,
+    rootfs,
+    bundle,
+    noPivot: opts.noPivot ?? false,
+    preserveFds,
+    fifoFd: fifoFdNum,
+    syncFd,
+    cgroup: layout === 'unified' ? { version: 2 } : { version: 1, binds: cgroupBinds(cg) },
+    capLastCap: capLastCap(),
+  });
+
+  const d = store.create(id);
+  const s: StoredState = {
+    ociVersion: OCI_VERSION,
+    id,
+    status: 'creating',
+    pid: 0,
+    bundle,
+    rootfs,
+    created: new Date().toISOString(),
+    owner: '',
+    cgroupPath,
+    config,
+  };
+  if (config.annotations) s.annotations = config.annotations as Record<string, string>;
+  let e: ExecutorProcess | undefined;
+  let fifoFd: number | undefined;
+  let exited: Promise<ExitInfo> | undefined;
+  const container = new Container(store, id);
+  try {
+    d.write(s);
+    try {
+      cg.create();
+      cg.apply(cgroupResources(config));
+    } catch (err) {
+      throw new ContainerError('StartFailed', `container "${id}": cgroup: ${errMessage(err)}`, {
+        id,
+        step: 'cgroup',
+        cause: err,
+      });
+    }
+    const extraFds = Array.from({ length: preserveFds }, (_, i) => 3 + i);
+    if (mode === 'create') {
+      call('mknodat', [AT.FDCWD, d.fifo, S.IFIFO | 0o600, 0], { op: `mkfifo ${d.fifo}` });
+      fifoFd = openSync(d.fifo, fsc.O_RDONLY | fsc.O_NONBLOCK);
+      extraFds.push(fifoFd);
+    }
+    e = spawnExecutor({ stdio: opts.stdio ?? ['inherit', 'inherit', 'inherit'], extraFds });
+    cg.addProcess(e.pid);
+    e.send(program);
+    const namespaces = (config.linux?.namespaces ?? []).filter((n) => !n.path).map((n) => n.type);
+    let ready = false;
+    let execDone = false;
+    for (let m = await e.next(); m; m = await e.next()) {
+      if (m.type === 'pid') {
+        s.pid = m.pid;
+        const st = processStartTime(m.pid);
+        if (st !== undefined) s.pidStartTime = st;
+        exited = waitChild(m.pid);
+        d.write(s);
+        if (config.process?.oomScoreAdj !== undefined) {
+          try {
+            writeFileSync(`/proc/${m.pid}/oom_score_adj`, String(config.process.oomScoreAdj));
+          } catch (err) {
+            throw new ContainerError(
+              'StartFailed',
+              `container "${id}": set oom_score_adj ${config.process.oomScoreAdj}: ${(err as NodeJS.ErrnoException).code ?? errMessage(err)}`,
+              { id, step: 'oom_score_adj', cause: err },
+            );
+          }
+        }
+      } else if (m.type === 'sync' && m.id === SYNC.MOUNTS) {
+        const hs = hookState(s, 'creating');
+        await runHostHooks('prestart', config.hooks?.prestart, hs);
+        await runHostHooks('createRuntime', config.hooks?.createRuntime, hs);
+        await runContainerHooks('createContainer', config.hooks?.createContainer, hs, {
+          pid: s.pid,
+          namespaces,
+          addToCgroup: (pid) => cg.addProcess(pid),
+        });
+        e.reply(0);
+      } else if (m.type === 'sync' && m.id === SYNC.READY) {
+        ready = true;
+        if (mode === 'create') {
+          s.status = 'created';
+          d.write(s);
+          if (opts.pidFile) writePidFile(opts.pidFile, s.pid);
+          e.reply(0);
+          break;
+        }
+        await runContainerHooks('startContainer', config.hooks?.startContainer, hookState(s, 'created'), {
+          pid: s.pid,
+          namespaces,
+          addToCgroup: (pid) => cg.addProcess(pid),
+        });
+        s.status = 'running';
+        d.write(s);
+        if (opts.pidFile) writePidFile(opts.pidFile, s.pid);
+        e.reply(0);
+      } else if (m.type === 'error') {
+        const pe = new ProgramError(program, m.index, m.errno);
+        throw new ContainerError('StartFailed', `container "${id}": ${pe.message}`, {
+          id,
+          step: pe.op,
+          cause: pe,
+        });
+      }
+    }
+    if (mode === 'run') execDone = ready;
+    if (!ready) {
+      const code = await e.exited();
+      throw new ContainerError(
+        'StartFailed',
+        `container "${id}": the container process ended during setup (executor exit ${code})`,
+        {
+          id,
+        },
+      );
+    }
+    e.close();
+    if (fifoFd !== undefined) closeSync(fifoFd);
+    fifoFd = undefined;
+    d.unlock();
+    if (mode === 'run' && execDone) {
+      try {
+        await runHostHooks('poststart', config.hooks?.poststart, hookState(s, 'running'));
+      } catch (err) {
+        opts.onWarning?.(errMessage(err));
+      }
+    }
+    return exited ? { container, exited } : { container };
+  } catch (err) {
+    e?.kill();
+    e?.close();
+    if (fifoFd !== undefined) closeSync(fifoFd);
+    if (s.pid > 0) {
+      try {
+        process.kill(s.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    try {
+      await cg.destroy();
+    } catch (cleanup) {
+      opts.onWarning?.(`cleanup of cgroup ${cgroupPath} failed: ${errMessage(cleanup)}`);
+    }
+    d.remove();
+    if (exited) await exited.catch(() => undefined);
+    if (isContainerError(err)) throw err;
+    if (isSysError(err))
+      throw new ContainerError('StartFailed', `container "${id}": ${err.message}`, {
+        id,
+        step: err.op,
+        cause: err,
+      });
+    throw err;
+  }
+}

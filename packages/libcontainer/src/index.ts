@@ -1,0 +1,24 @@
+/**
+ * @tsc/libcontainer — create, start, wait for, signal and delete OCI
+ * containers from a runtime-spec bundle.
+ *
+ * @example
+ * import { Container } from '@tsc/libcontainer';
+ * const { container, exited } = await Container.run({ id: 'c1', bundle: '/srv/busybox' });
+ * const { status } = await exited;   // the container process's exit status
+ * await container.delete();
+ */
+
+export type { ExitInfo } from '@tsc/syscall';
+export {
+  Container,
+  type ContainerState,
+  type ContainerStatus,
+  type CreateOptions,
+  loadBundleConfig,
+  OCI_VERSION,
+  type RunningContainer,
+} from './container.js';
+export { ContainerError, type ContainerErrorCode, isContainerError } from './errors.js';
+export * from './spec/index.js';
+export { DEFAULT_ROOT, validateId } from './state.js';

@@ -1,0 +1,635 @@
+import { existsSync, statSync } from 'node:fs';
+import { isAbsolute, join, posix } from 'node:path';
+import { type Label, Program, type Reg } from '@tsc/executor';
+import {
+  AT,
+  CAPABILITIES,
+  type CapabilityName,
+  CLONE,
+  CLOSE_RANGE,
+  Errno,
+  MS,
+  O,
+  PR,
+  RLIMITS,
+  S,
+} from '@tsc/syscall';
+import { ContainerError } from '../errors.js';
+import type { LinuxDevice, Mount, RuntimeConfig } from '../spec/index.js';
+import { InRoot, TARGET_FD, TARGET_PATH } from './inroot.js';
+import { parseMountOptions, rootfsPropagationFlags } from './mountopts.js';
+
+/** Sync ids the init program stops at. */
+export const SYNC = {
+  /** Mounts and /dev are done, pivot_root is next: run prestart, createRuntime, createContainer hooks. */
+  MOUNTS: 1,
+  /** Everything is done but the exec: record state; answer to let it exec (run) or go to the fifo (create). */
+  READY: 2,
+} as const;
+
+/** A v1 hierarchy to bind into a container's /sys/fs/cgroup. */
+export interface CgroupBind {
+  /** Directory name under /sys/fs/cgroup (`cpu,cpuacct`, `memory`). */
+  name: string;
+  /** Host directory of the container's cgroup in that hierarchy. */
+  source: string;
+  /** Extra names that link to it (`cpu`, `cpuacct`). */
+  links: string[];
+}
+
+/** What the planner needs besides the config. */
+export interface InitContext {
+  config: RuntimeConfig;
+  /** Absolute host path of the rootfs. */
+  rootfs: string;
+  /** Absolute bundle dir (relative bind sources resolve against it). */
+  bundle: string;
+  noPivot: boolean;
+  /** Number of fds passed on at 3.. (`--preserve-fds`). */
+  preserveFds: number;
+  /** The executor's fd of the exec fifo (create), or undefined (run: the READY reply is the gate). */
+  fifoFd: number | undefined;
+  /** The executor's fd of its sync socket (always the highest fd it keeps). */
+  syncFd: number;
+  /** cgroup mounts: v1 binds, or cgroup2. */
+  cgroup: { version: 1; binds: CgroupBind[] } | { version: 2 };
+  /** /proc/sys/kernel/cap_last_cap. */
+  capLastCap: number;
+}
+
+const NS_FLAGS: Record<string, number> = {
+  pid: CLONE.NEWPID,
+  network: CLONE.NEWNET,
+  mount: CLONE.NEWNS,
+  ipc: CLONE.NEWIPC,
+  uts: CLONE.NEWUTS,
+  user: CLONE.NEWUSER,
+  cgroup: CLONE.NEWCGROUP,
+  time: CLONE.NEWTIME,
+};
+
+const DEFAULT_DEVICES: { path: string; major: number; minor: number }[] = [
+  { path: '/dev/null', major: 1, minor: 3 },
+  { path: '/dev/zero', major: 1, minor: 5 },
+  { path: '/dev/full', major: 1, minor: 7 },
+  { path: '/dev/random', major: 1, minor: 8 },
+  { path: '/dev/urandom', major: 1, minor: 9 },
+  { path: '/dev/tty', major: 5, minor: 0 },
+];
+
+/** Linux makedev(). */
+export function makedev(major: number, minor: number): bigint {
+  const ma = BigInt(major);
+  const mi = BigInt(minor);
+  return ((ma & 0xfffn) << 8n) | (mi & 0xffn) | ((mi & ~0xffn) << 12n) | ((ma & ~0xfffn) << 32n);
+}
+
+/** Capability names → 64-bit mask; unknown names are an error naming the field. */
+export function capMask(names: readonly string[] | undefined, field: string): bigint {
+  let m = 0n;
+  for (const n of names ?? []) {
+    const bit = CAPABILITIES.indexOf(n as CapabilityName);
+    if (bit < 0) throw new ContainerError('InvalidConfig', `${field}: unknown capability "${n}"`);
+    m |= 1n << BigInt(bit);
+  }
+  return m;
+}
+
+/** Namespace clone flags to create, and paths to join, from the config. */
+export function namespacePlan(config: RuntimeConfig): {
+  create: number;
+  join: { type: string; path: string }[];
+} {
+  let create = 0;
+  const join: { type: string; path: string }[] = [];
+  for (const ns of config.linux?.namespaces ?? []) {
+    const flag = NS_FLAGS[ns.type];
+    if (flag === undefined)
+      throw new ContainerError('InvalidConfig', `linux.namespaces: unknown type "${ns.type}"`);
+    if (ns.type === 'user' || ns.type === 'time') {
+      throw new ContainerError(
+        'Unsupported',
+        `linux.namespaces: ${ns.type} namespaces are not supported by this version of nsinit yet`,
+      );
+    }
+    if (ns.path) join.push({ type: ns.type, path: ns.path });
+    else create |= flag;
+  }
+  return { create, join };
+}
+
+/** PATH candidates for args[0], like execvp. */
+export function execCandidates(arg0: string, env: readonly string[]): string[] {
+  if (arg0.includes('/')) return [arg0];
+  const pathVar =
+    env.findLast((e) => e.startsWith('PATH='))?.slice(5) ??
+    '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+  const dirs = pathVar.split(':').map((d) => d || '.');
+  return dirs.map((d) => posix.join(d, arg0));
+}
+
+function isUnder(path: string, dir: string): boolean {
+  const a = posix.normalize(path);
+  const b = posix.normalize(dir).replace(/\/$/, '');
+  return a !== b && a.startsWith(`${b}/`);
+}
+
+/** The syscall program the container's init runs, from `clone3` to `execve`. */
+export function planInit(ctx: InitContext): Program {
+  const { config } = ctx;
+  const proc = config.process;
+  if (!proc) throw new ContainerError('InvalidConfig', 'process: required to start a container');
+  if (proc.terminal) {
+    throw new ContainerError(
+      'Unsupported',
+      'process.terminal: terminals are not supported by this version of nsinit yet; set "terminal": false',
+    );
+  }
+  const ns = namespacePlan(config);
+  if (!(ns.create & CLONE.NEWNS) && !ns.join.some((j) => j.type === 'mount')) {
+    throw new ContainerError('InvalidConfig', 'linux.namespaces: a mount namespace is required');
+  }
+  const p = new Program();
+
+  // --- In the executor, before clone -------------------------------------
+  // Close every fd we were not told to keep (stray fds inherited from our own
+  // environment must not reach the container; CVE-2024-21626).
+  p.syscall('close_range', [ctx.syncFd + 1, 0xffffffff, 0], { what: 'close inherited fds' });
+  p.syscall('prctl', [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'make the executor non-dumpable' });
+  if (ns.join.length) {
+    const fds: Reg[] = ns.join.map((j) => {
+      const r = p.reg();
+      p.syscall('openat', [AT.FDCWD, j.path, O.RDONLY | O.CLOEXEC, 0], {
+        what: `open ${j.type} namespace ${j.path}`,
+        out: r,
+      });
+      return r;
+    });
+    // mount last: joining it changes how later paths resolve.
+    const order = ns.join
+      .map((j, i) => ({ j, r: fds[i] as Reg }))
+      .sort((x, y) => Number(x.j.type === 'mount') - Number(y.j.type === 'mount'));
+    for (const { j, r } of order) {
+      p.syscall('setns', [r, NS_FLAGS[j.type] as number], { what: `join ${j.type} namespace ${j.path}` });
+      p.syscall('close', [r], { what: 'close namespace fd', onError: 'ignore' });
+    }
+  }
+  p.clone(BigInt(CLONE.PARENT) | BigInt(ns.create), 'report', {
+    what: 'create the container process (clone3)',
+  });
+
+  // --- In the container init ----------------------------------------------
+  p.syscall('setsid', [], { what: 'setsid' });
+  if (ns.create & CLONE.NEWNET) loopbackUp(p);
+
+  const rootReg = p.reg();
+  const propagation = rootfsPropagationFlags(config.linux?.rootfsPropagation);
+  p.syscall('mount', [null, '/', null, MS.REC | MS.SLAVE, null], { what: 'make / rslave' });
+  p.syscall('mount', [ctx.rootfs, ctx.rootfs, null, MS.BIND | MS.REC, null], {
+    what: `bind mount rootfs ${ctx.rootfs}`,
+  });
+  p.syscall('openat', [AT.FDCWD, ctx.rootfs, O.PATH | O.DIRECTORY | O.CLOEXEC, 0], {
+    what: 'open rootfs',
+    out: rootReg,
+  });
+  const inRoot = new InRoot(p, rootReg);
+
+  const mounts = config.mounts ?? [];
+  const deferredRo: { dest: string; flags: number; data: string }[] = [];
+  let devBound = false;
+  mounts.forEach((m, i) => {
+    const later = mounts.slice(i + 1).some((n) => isUnder(n.destination, m.destination));
+    const r = planMount(p, inRoot, ctx, m, `mounts[${i}]`, later);
+    if (r.deferRo) deferredRo.push({ dest: m.destination, flags: r.flags, data: r.data });
+    if (posix.normalize(m.destination) === '/dev' && r.bind) devBound = true;
+  });
+
+  if (!devBound) planDevices(p, inRoot, config, mounts);
+  if (proc.cwd && proc.cwd !== '/') {
+    const r = inRoot.ensure(proc.cwd, 'dir', `create cwd ${proc.cwd}`);
+    p.syscall('close', [r], { what: 'close cwd', onError: 'ignore' });
+  }
+  p.syscall('close', [TARGET_FD], { what: 'close mount target', onError: 'ignore' });
+
+  p.sync(SYNC.MOUNTS, { what: 'run prestart, createRuntime and createContainer hooks' });
+
+  // --- Jail ------------------------------------------------------------------
+  if (ctx.noPivot) {
+    p.syscall('chdir', [ctx.rootfs], { what: 'chdir to rootfs' });
+    p.syscall('mount', [ctx.rootfs, '/', null, MS.MOVE, null], { what: 'move rootfs to / (--no-pivot)' });
+    p.syscall('chroot', ['.'], { what: 'chroot into rootfs (--no-pivot)' });
+  } else {
+    const oldRoot = p.reg();
+    p.syscall('openat', [AT.FDCWD, '/', O.PATH | O.DIRECTORY | O.CLOEXEC, 0], {
+      what: 'open old root',
+      out: oldRoot,
+    });
+    p.syscall('fchdir', [rootReg], { what: 'chdir to rootfs' });
+    p.syscall('pivot_root', ['.', '.'], { what: 'pivot_root into rootfs' });
+    p.syscall('fchdir', [oldRoot], { what: 'chdir to old root' });
+    p.syscall('mount', [null, '.', null, MS.SLAVE | MS.REC, null], { what: 'make old root rslave' });
+    p.syscall('umount2', ['.', 2 /* MNT_DETACH */], { what: 'detach old root' });
+    p.syscall('close', [oldRoot], { what: 'close old root', onError: 'ignore' });
+  }
+  p.syscall('chdir', ['/'], { what: 'chdir /' });
+  p.syscall('close', [rootReg], { what: 'close rootfs fd', onError: 'ignore' });
+  if (propagation !== (MS.SLAVE | MS.REC)) {
+    p.syscall('mount', [null, '/', null, propagation, null], {
+      what: `set rootfs propagation ${config.linux?.rootfsPropagation}`,
+    });
+  }
+
+  // --- After the jail: everything is resolved against the container's root ---
+  const newRoot = new InRoot(p, AT.FDCWD);
+  if (config.hostname !== undefined && ns.create & CLONE.NEWUTS) {
+    p.syscall('sethostname', [config.hostname, Buffer.byteLength(config.hostname)], {
+      what: `sethostname ${config.hostname}`,
+    });
+  }
+  if (config.domainname !== undefined && ns.create & CLONE.NEWUTS) {
+    p.syscall('setdomainname', [config.domainname, Buffer.byteLength(config.domainname)], {
+      what: `setdomainname ${config.domainname}`,
+    });
+  }
+  for (const [key, value] of Object.entries(config.linux?.sysctl ?? {})) {
+    const fd = p.reg();
+    const file = `/proc/sys/${key.replaceAll('.', '/')}`;
+    p.syscall('openat', [AT.FDCWD, file, O.WRONLY | O.TRUNC | O.CLOEXEC, 0], {
+      what: `sysctl ${key}: open ${file}`,
+      out: fd,
+    });
+    p.syscall('write', [fd, Buffer.from(value), Buffer.byteLength(value)], {
+      what: `sysctl ${key}=${value}`,
+    });
+    p.syscall('close', [fd], { what: 'close sysctl', onError: 'ignore' });
+  }
+  for (const path of config.linux?.readonlyPaths ?? []) planReadonly(p, newRoot, path);
+  for (const path of config.linux?.maskedPaths ?? []) planMask(p, newRoot, path);
+  for (const d of deferredRo.reverse()) {
+    const r = newRoot.open(d.dest, `remount ${d.dest} read-only: open`);
+    newRoot.pin(r, `remount ${d.dest} read-only: pin`);
+    p.syscall('mount', [null, TARGET_PATH, null, MS.REMOUNT | MS.RDONLY | d.flags, d.data || null], {
+      what: `remount ${d.dest} read-only`,
+    });
+  }
+  if (config.root?.readonly) {
+    p.syscall('mount', [null, '/', null, MS.BIND | MS.REMOUNT | MS.RDONLY, null], {
+      what: 'remount / read-only',
+    });
+  }
+  p.syscall('close', [TARGET_FD], { what: 'close mount target', onError: 'ignore' });
+
+  // --- Process attributes ---------------------------------------------------
+  p.syscall('umask', [proc.user.umask ?? 0o022], { what: 'umask' });
+  for (const [i, rl] of (proc.rlimits ?? []).entries()) {
+    const res = RLIMITS[rl.type as keyof typeof RLIMITS];
+    if (res === undefined)
+      throw new ContainerError('InvalidConfig', `process.rlimits[${i}].type: unknown rlimit "${rl.type}"`);
+    const b = Buffer.alloc(16);
+    b.writeBigUInt64LE(BigInt(rl.soft), 0);
+    b.writeBigUInt64LE(BigInt(rl.hard), 8);
+    p.syscall('prlimit64', [0, res, b, null], {
+      what: `setrlimit ${rl.type} soft=${rl.soft} hard=${rl.hard}`,
+    });
+  }
+  if (proc.noNewPrivileges)
+    p.syscall('prctl', [PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0], { what: 'set no_new_privs' });
+
+  const caps = proc.capabilities ?? {};
+  const bounding = capMask(caps.bounding, 'process.capabilities.bounding');
+  const effective = capMask(caps.effective, 'process.capabilities.effective');
+  const permitted = capMask(caps.permitted, 'process.capabilities.permitted');
+  const inheritable = capMask(caps.inheritable, 'process.capabilities.inheritable');
+  const ambient = capMask(caps.ambient, 'process.capabilities.ambient');
+  for (let c = 0; c <= ctx.capLastCap; c++) {
+    if (!(bounding & (1n << BigInt(c)))) {
+      p.syscall('prctl', [PR.CAPBSET_DROP, c, 0, 0, 0], {
+        what: `drop ${CAPABILITIES[c] ?? `capability ${c}`} from the bounding set`,
+      });
+    }
+  }
+  const uid = proc.user.uid;
+  const gid = proc.user.gid;
+  p.syscall('prctl', [PR.SET_KEEPCAPS, 1, 0, 0, 0], { what: 'keep capabilities across setuid' });
+  const gids = proc.user.additionalGids ?? [];
+  const gidBuf = Buffer.alloc(Math.max(4, gids.length * 4));
+  gids.forEach((g, i) => {
+    gidBuf.writeUInt32LE(g, i * 4);
+  });
+  p.syscall('setgroups', [gids.length, gidBuf], { what: `setgroups [${gids.join(',')}]` });
+  p.syscall('setresgid', [gid, gid, gid], { what: `setgid ${gid}` });
+  p.syscall('setresuid', [uid, uid, uid], { what: `setuid ${uid}` });
+  p.syscall('prctl', [PR.SET_KEEPCAPS, 0, 0, 0, 0], { what: 'clear keepcaps' });
+  p.syscall('chdir', [proc.cwd], { what: `chdir to cwd ${proc.cwd}` });
+  const hdr = Buffer.alloc(8);
+  hdr.writeUInt32LE(0x20080522, 0); // _LINUX_CAPABILITY_VERSION_3
+  const data = Buffer.alloc(24);
+  const lo = (m: bigint) => Number(m & 0xffffffffn);
+  const hi = (m: bigint) => Number(m >> 32n);
+  data.writeUInt32LE(lo(effective), 0);
+  data.writeUInt32LE(lo(permitted), 4);
+  data.writeUInt32LE(lo(inheritable), 8);
+  data.writeUInt32LE(hi(effective), 12);
+  data.writeUInt32LE(hi(permitted), 16);
+  data.writeUInt32LE(hi(inheritable), 20);
+  p.syscall('capset', [hdr, data], { what: 'set capabilities' });
+  p.syscall('prctl', [PR.CAP_AMBIENT, PR.CAP_AMBIENT_CLEAR_ALL, 0, 0, 0], {
+    what: 'clear ambient capabilities',
+  });
+  for (let c = 0; c <= 63; c++) {
+    if (ambient & (1n << BigInt(c))) {
+      // Like runc: a cap not in inheritable+permitted cannot be ambient; that is not fatal.
+      p.syscall('prctl', [PR.CAP_AMBIENT, PR.CAP_AMBIENT_RAISE, c, 0, 0], {
+        what: `raise ambient ${CAPABILITIES[c]}`,
+        onError: 'ignore',
+        errno: Errno.EPERM,
+      });
+    }
+  }
+
+  // --- Find the program, wait for the go, exec -------------------------------
+  const env = [...(proc.env ?? [])];
+  if (!env.some((e) => e.startsWith('HOME='))) env.push('HOME=/');
+  const arg0 = proc.args?.[0];
+  if (!arg0) throw new ContainerError('InvalidConfig', 'process.args: must name a program to run');
+  const cands = execCandidates(arg0, env);
+  const argv = p.stringArray(proc.args ?? []);
+  const envp = p.stringArray(env);
+  const readBuf = p.data(Buffer.alloc(8));
+  cands.forEach((cand, i) => {
+    const last = i === cands.length - 1;
+    const next = p.label();
+    p.syscall('faccessat', [AT.FDCWD, cand, 1 /* X_OK */], {
+      what: last
+        ? cands.length > 1
+          ? `exec "${arg0}": executable file not found in $PATH`
+          : `exec "${arg0}"`
+        : `look up ${cand}`,
+      onError: last ? 'fail' : { skipTo: next },
+    });
+    p.sync(SYNC.READY, { what: 'container ready' });
+    if (ctx.fifoFd !== undefined) {
+      const pollfd = Buffer.alloc(8);
+      pollfd.writeInt32LE(ctx.fifoFd, 0);
+      pollfd.writeInt16LE(1 /* POLLIN */, 4);
+      p.syscall('ppoll', [pollfd, 1, null, null, 8], { what: 'wait for start (exec fifo)' });
+      p.syscall('read', [ctx.fifoFd, readBuf, 1], { what: 'read exec fifo' });
+    }
+    p.syscall('close_range', [3 + ctx.preserveFds, 0xffffffff, CLOSE_RANGE.CLOEXEC], {
+      what: 'mark fds close-on-exec',
+    });
+    p.syscall('execve', [cand, argv, envp], { what: `exec ${cand}` });
+    if (!last) p.place(next);
+  });
+  return p;
+}
+
+function loopbackUp(p: Program): void {
+  const sock = p.reg();
+  p.syscall('socket', [2 /* AF_INET */, 2 | O.CLOEXEC /* SOCK_DGRAM|SOCK_CLOEXEC */, 0], {
+    what: 'open socket for lo',
+    out: sock,
+  });
+  const ifr = Buffer.alloc(40);
+  ifr.write('lo', 0);
+  ifr.writeUInt16LE(0x1 | 0x40, 16); // IFF_UP | IFF_RUNNING
+  p.syscall('ioctl', [sock, 0x8914 /* SIOCSIFFLAGS */, ifr], { what: 'bring up lo' });
+  p.syscall('close', [sock], { what: 'close lo socket', onError: 'ignore' });
+}
+
+function planMount(
+  p: Program,
+  inRoot: InRoot,
+  ctx: InitContext,
+  m: Mount,
+  field: string,
+  hasSubmounts: boolean,
+): { deferRo: boolean; flags: number; data: string; bind: boolean } {
+  const dest = m.destination;
+  if (!dest.startsWith('/'))
+    throw new ContainerError('InvalidConfig', `${field}.destination: must be absolute`);
+  let o: ReturnType<typeof parseMountOptions>;
+  try {
+    o = parseMountOptions(m.options);
+  } catch (e) {
+    throw new ContainerError('InvalidConfig', `${field}.options: ${(e as Error).message}`);
+  }
+  const type = m.type ?? (o.bind ? 'bind' : 'none');
+  const what = `mount ${type} on ${dest}`;
+  const normDest = posix.normalize(dest);
+  if (normDest === '/')
+    throw new ContainerError('InvalidConfig', `${field}.destination: cannot mount over the rootfs`);
+  const isProcfs = normDest === '/proc' || normDest.startsWith('/proc/');
+  if (isProcfs && type !== 'proc' && !o.bind) {
+    throw new ContainerError('InvalidConfig', `${field}: only a proc filesystem may be mounted at ${dest}`);
+  }
+
+  if (type === 'cgroup' || type === 'cgroup2') {
+    planCgroupMount(p, inRoot, ctx, dest, o.flags, what);
+    return { deferRo: false, flags: 0, data: '', bind: false };
+  }
+
+  if (o.bind || type === 'bind') {
+    const src = m.source ?? '';
+    const hostSrc = isAbsolute(src) ? src : join(ctx.bundle, src);
+    if (!existsSync(hostSrc))
+      throw new ContainerError('InvalidConfig', `${field}.source: ${hostSrc} does not exist`);
+    const kind = statSync(hostSrc).isDirectory() ? 'dir' : 'file';
+    const r = inRoot.ensure(dest, kind, what);
+    inRoot.pin(r, what);
+    p.syscall('mount', [hostSrc, TARGET_PATH, null, MS.BIND | (o.recursive ? MS.REC : 0), null], {
+      what: `bind mount ${hostSrc} on ${dest}`,
+    });
+    const reopened = inRoot.open(dest, `${what}: reopen`);
+    inRoot.pin(reopened, what);
+    for (const prop of o.propagation) {
+      p.syscall('mount', [null, TARGET_PATH, null, prop, null], { what: `${what}: set propagation` });
+    }
+    const vfs = o.flags & ~MS.REMOUNT;
+    if (vfs !== 0) {
+      p.syscall(
+        'mount',
+        [null, TARGET_PATH, null, MS.BIND | MS.REMOUNT | vfs | (o.recursive ? MS.REC : 0), null],
+        {
+          what: `${what}: apply options ${(m.options ?? []).join(',')}`,
+        },
+      );
+    }
+    return { deferRo: false, flags: 0, data: '', bind: true };
+  }
+
+  // proc and sysfs must land on a real directory, never through a symlink (CVE-2023-27561).
+  const strict = type === 'proc' || type === 'sysfs';
+  const r = inRoot.ensure(dest, 'dir', what, { noSymlinks: strict });
+  inRoot.pin(r, what);
+  const deferRo = (o.flags & MS.RDONLY) !== 0 && hasSubmounts;
+  const flags = deferRo ? o.flags & ~MS.RDONLY : o.flags;
+  p.syscall('mount', [m.source ?? type, TARGET_PATH, type, flags, o.data || null], { what });
+  if (o.propagation.length) {
+    const reopened = inRoot.open(dest, `${what}: reopen`);
+    inRoot.pin(reopened, what);
+    for (const prop of o.propagation) {
+      p.syscall('mount', [null, TARGET_PATH, null, prop, null], { what: `${what}: set propagation` });
+    }
+  }
+  return { deferRo, flags: flags & (MS.NOSUID | MS.NODEV | MS.NOEXEC), data: o.data, bind: false };
+}
+
+function planCgroupMount(
+  p: Program,
+  inRoot: InRoot,
+  ctx: InitContext,
+  dest: string,
+  flags: number,
+  what: string,
+): void {
+  const r = inRoot.ensure(dest, 'dir', what);
+  inRoot.pin(r, what);
+  if (ctx.cgroup.version === 2) {
+    p.syscall('mount', ['cgroup2', TARGET_PATH, 'cgroup2', flags, null], { what });
+    return;
+  }
+  const base = flags & (MS.NOSUID | MS.NODEV | MS.NOEXEC);
+  p.syscall('mount', ['tmpfs', TARGET_PATH, 'tmpfs', base, 'mode=755'], { what: `mount tmpfs on ${dest}` });
+  for (const b of ctx.cgroup.binds) {
+    const sub = posix.join(dest, b.name);
+    const t = inRoot.ensure(sub, 'dir', `mount cgroup ${b.name} on ${sub}`);
+    inRoot.pin(t, `mount cgroup ${b.name}`);
+    p.syscall('mount', [b.source, TARGET_PATH, null, MS.BIND | MS.REC, null], {
+      what: `bind cgroup ${b.source} on ${sub}`,
+    });
+    const again = inRoot.open(sub, `mount cgroup ${b.name}: reopen`);
+    inRoot.pin(again, `mount cgroup ${b.name}`);
+    p.syscall('mount', [null, TARGET_PATH, null, MS.BIND | MS.REMOUNT | flags, null], {
+      what: `remount cgroup ${sub}`,
+    });
+    for (const l of b.links) {
+      const dir = inRoot.open(dest, `link cgroup ${l}`);
+      p.syscall('symlinkat', [b.name, dir, l], {
+        what: `symlink ${posix.join(dest, l)}`,
+        onError: 'ignore',
+        errno: Errno.EEXIST,
+      });
+      p.syscall('close', [dir], { what: 'close', onError: 'ignore' });
+    }
+  }
+  if (flags & MS.RDONLY) {
+    const again = inRoot.open(dest, `${what}: reopen`);
+    inRoot.pin(again, what);
+    p.syscall('mount', [null, TARGET_PATH, null, MS.REMOUNT | MS.RDONLY | base, 'mode=755'], {
+      what: `remount ${dest} read-only`,
+    });
+  }
+}
+
+function planDevices(p: Program, inRoot: InRoot, config: RuntimeConfig, mounts: readonly Mount[]): void {
+  const devices: (LinuxDevice & { fileMode: number })[] = DEFAULT_DEVICES.map((d) => ({
+    path: d.path,
+    type: 'c',
+    major: d.major,
+    minor: d.minor,
+    fileMode: 0o666,
+    uid: 0,
+    gid: 0,
+  }));
+  for (const d of config.linux?.devices ?? []) {
+    const i = devices.findIndex((x) => x.path === d.path);
+    const full = { ...d, fileMode: d.fileMode ?? 0o666 };
+    if (i >= 0) devices[i] = full;
+    else devices.push(full);
+  }
+  p.syscall('umask', [0], { what: 'umask 0 for device nodes' });
+  for (const d of devices) {
+    const dir = posix.dirname(d.path);
+    const name = posix.basename(d.path);
+    const what = `create device ${d.path}`;
+    const type = d.type === 'b' ? S.IFBLK : d.type === 'p' ? S.IFIFO : S.IFCHR;
+    const dirReg = inRoot.ensure(dir, 'dir', what);
+    p.syscall('mknodat', [dirReg, name, type | (d.fileMode & 0o7777), makedev(d.major ?? 0, d.minor ?? 0)], {
+      what,
+      onError: 'ignore',
+      errno: Errno.EEXIST,
+    });
+    p.syscall('fchownat', [dirReg, name, d.uid ?? 0, d.gid ?? 0, AT.SYMLINK_NOFOLLOW], {
+      what: `chown ${d.path}`,
+    });
+    p.syscall('close', [dirReg], { what: 'close', onError: 'ignore' });
+  }
+  p.syscall('umask', [0o022], { what: 'umask' });
+  const links: [string, string][] = [
+    ['/proc/self/fd', 'fd'],
+    ['/proc/self/fd/0', 'stdin'],
+    ['/proc/self/fd/1', 'stdout'],
+    ['/proc/self/fd/2', 'stderr'],
+  ];
+  if (existsSync('/proc/kcore')) links.push(['/proc/kcore', 'core']);
+  if (mounts.some((m) => posix.normalize(m.destination) === '/dev/pts')) links.push(['pts/ptmx', 'ptmx']);
+  const dev = inRoot.ensure('/dev', 'dir', 'create /dev symlinks');
+  for (const [target, name] of links) {
+    p.syscall('symlinkat', [target, dev, name], {
+      what: `symlink /dev/${name}`,
+      onError: 'ignore',
+      errno: Errno.EEXIST,
+    });
+  }
+  p.syscall('close', [dev], { what: 'close', onError: 'ignore' });
+}
+
+function planReadonly(p: Program, root: InRoot, path: string): void {
+  const skip = p.label();
+  const r = p.reg();
+  root.open(path, `readonly path ${path}: open`, { out: r });
+  // The open above fails for a missing path: that is fine (runc ignores it).
+  retarget(p, skip, Errno.ENOENT);
+  root.pin(r, `readonly path ${path}`);
+  p.syscall('mount', [TARGET_PATH, TARGET_PATH, null, MS.BIND | MS.REC, null], {
+    what: `bind ${path} for read-only`,
+  });
+  const again = p.reg();
+  root.open(path, `readonly path ${path}: reopen`, { out: again });
+  root.pin(again, `readonly path ${path}`);
+  p.syscall(
+    'mount',
+    [
+      null,
+      TARGET_PATH,
+      null,
+      MS.BIND | MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.REC,
+      null,
+    ],
+    {
+      what: `remount ${path} read-only`,
+    },
+  );
+  p.place(skip);
+}
+
+function planMask(p: Program, root: InRoot, path: string): void {
+  const skip = p.label();
+  const asDir = p.label();
+  const r = p.reg();
+  root.open(path, `masked path ${path}: open`, { out: r });
+  retarget(p, skip, Errno.ENOENT);
+  root.pin(r, `masked path ${path}`);
+  // A file is covered with /dev/null, a directory with an empty read-only tmpfs.
+  p.syscall('mount', ['/dev/null', TARGET_PATH, null, MS.BIND, null], {
+    what: `mask ${path} with /dev/null`,
+    onError: { skipTo: asDir },
+    errno: Errno.ENOTDIR,
+  });
+  p.jump(skip, { what: `masked ${path}` });
+  p.place(asDir);
+  p.syscall(
+    'mount',
+    ['tmpfs', TARGET_PATH, 'tmpfs', MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, 'nr_blocks=1,nr_inodes=1'],
+    {
+      what: `mask ${path} with an empty tmpfs`,
+    },
+  );
+  p.place(skip);
+}
+
+/** Make the op just appended skip to `l` when it fails with `errno`. */
+function retarget(p: Program, l: Label, errno: number): void {
+  p.setOnError(p.length - 1, { skipTo: l }, errno);
+}

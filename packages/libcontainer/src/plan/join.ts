@@ -1,0 +1,60 @@
+import { Program, type Reg } from '@tsc/executor';
+import { AT, CLONE, CLOSE_RANGE, O, PR } from '@tsc/syscall';
+import { execCandidates } from './init.js';
+
+/** /proc/<pid>/ns/<file> names and setns flags of each OCI namespace type. */
+export const NS_FILES: Record<string, { file: string; flag: number }> = {
+  pid: { file: 'pid', flag: CLONE.NEWPID },
+  network: { file: 'net', flag: CLONE.NEWNET },
+  mount: { file: 'mnt', flag: CLONE.NEWNS },
+  ipc: { file: 'ipc', flag: CLONE.NEWIPC },
+  uts: { file: 'uts', flag: CLONE.NEWUTS },
+  cgroup: { file: 'cgroup', flag: CLONE.NEWCGROUP },
+};
+
+/** What to exec once inside. */
+export interface JoinExec {
+  args: readonly string[];
+  env: readonly string[];
+  /** Absolute path, or a name looked up in PATH from env. */
+  path?: string;
+}
+
+/**
+ * A program that joins the namespaces `types` of process `pid` and runs a
+ * command there as a child it waits for (the executor exits with the
+ * command's status). The child dies with the executor (PDEATHSIG).
+ */
+export function planJoin(pid: number, types: readonly string[], syncFd: number, run: JoinExec): Program {
+  const p = new Program();
+  p.syscall('close_range', [syncFd + 1, 0xffffffff, 0], { what: 'close inherited fds' });
+  p.syscall('prctl', [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'make the executor non-dumpable' });
+  const known = types
+    .filter((t) => NS_FILES[t])
+    .sort((a, b) => Number(a === 'mount') - Number(b === 'mount'));
+  const fds: Reg[] = known.map((t) => {
+    const r = p.reg();
+    const path = `/proc/${pid}/ns/${NS_FILES[t]?.file}`;
+    p.syscall('openat', [AT.FDCWD, path, O.RDONLY | O.CLOEXEC, 0], { what: `open ${path}`, out: r });
+    return r;
+  });
+  known.forEach((t, i) => {
+    p.syscall('setns', [fds[i] as Reg, NS_FILES[t]?.flag ?? 0], {
+      what: `join the container's ${t} namespace`,
+    });
+    p.syscall('close', [fds[i] as Reg], { what: 'close namespace fd', onError: 'ignore' });
+  });
+  p.clone(0, 'wait', { what: 'fork into the container' });
+  p.syscall('prctl', [PR.SET_PDEATHSIG, 9, 0, 0, 0], { what: 'die with the executor' });
+  p.syscall('close_range', [3, 0xffffffff, CLOSE_RANGE.CLOEXEC], { what: 'mark fds close-on-exec' });
+  const argv = p.stringArray(run.args);
+  const envp = p.stringArray(run.env);
+  const cands = run.path ? [run.path] : execCandidates(run.args[0] ?? '', run.env);
+  cands.forEach((c, i) => {
+    p.syscall('execve', [c, argv, envp], {
+      what: `exec ${c}`,
+      onError: i === cands.length - 1 ? 'fail' : 'ignore',
+    });
+  });
+  return p;
+}
