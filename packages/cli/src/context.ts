@@ -1,0 +1,34 @@
+import { DEFAULT_ROOT } from '@tsc/libcontainer';
+import type { Command } from 'commander';
+import { Logger } from './log.js';
+
+/** Global flags, as runc has them. */
+export interface GlobalOptions {
+  root: string;
+  log?: string;
+  logFormat: 'text' | 'json';
+  debug?: boolean;
+  systemdCgroup?: boolean;
+  rootless?: string;
+}
+
+/** What every command gets: global options and the logger. */
+export interface Context {
+  root: string;
+  log: Logger;
+}
+
+export function context(cmd: Command): Context {
+  const g = cmd.optsWithGlobals() as GlobalOptions;
+  return { root: g.root ?? DEFAULT_ROOT, log: new Logger(g.log, g.logFormat === 'json' ? 'json' : 'text') };
+}
+
+/** An error that is the user's to fix: printed as one line, exit 1. */
+export class UsageError extends Error {}
+
+export function parseIntArg(name: string) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v)) throw new UsageError(`${name}: expected a non-negative integer, got "${v}"`);
+    return Number(v);
+  };
+}
