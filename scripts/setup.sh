@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian 12 machine (as root) for tsc: Debian packages, pnpm,
+# the workspace's dependencies, the build, and `nsinit` on the PATH.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=(busybox-static gcc libc6-dev make file iproute2 crun runc hyperfine strace)
+missing=()
+for p in "${need_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v pnpm >/dev/null 2>&1 || ! pnpm --version 2>/dev/null | grep -q '^10\.'; then
+  echo "setup: installing pnpm 10"
+  # corepack's shims cannot fetch pnpm here; use npm.
+  corepack disable >/dev/null 2>&1 || true
+  npm install -g pnpm@10 >/dev/null
+fi
+
+export TURBO_TELEMETRY_DISABLED=1
+pnpm install --frozen-lockfile
+pnpm run build
+
+ln -sf "$PWD/packages/cli/dist/main.js" /usr/local/bin/nsinit
+chmod +x packages/cli/dist/main.js
+echo "setup: done; nsinit is $(command -v nsinit)"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Run every test: set up (Debian packages, pnpm, dependencies, build), then
+# lint, typecheck and the test suites of every package, as root on this kernel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export TURBO_TELEMETRY_DISABLED=1
+pnpm run lint
+pnpm run typecheck
+pnpm run test
