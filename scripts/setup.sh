@@ -28,6 +28,6 @@ export TURBO_TELEMETRY_DISABLED=1
 pnpm install --frozen-lockfile
 pnpm run build
 
-ln -sf "$PWD/packages/cli/dist/main.js" /usr/local/bin/nsinit
-chmod +x packages/cli/dist/main.js
+ln -sf "$PWD/packages/cli/dist/nsinit" /usr/local/bin/nsinit
+chmod +x packages/cli/dist/nsinit packages/cli/dist/main.js
 echo "setup: done; nsinit is $(command -v nsinit)"

@@ -100,10 +100,12 @@ export function procsRecursive(dir: string): number[] {
   return pids;
 }
 
-const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+// Made on first use: nsinit's V8 startup snapshot cannot hold a SharedArrayBuffer.
+let sleepCell: Int32Array | undefined;
 
 /** Block the thread for `ms` milliseconds (the freezer API is synchronous). */
 export function sleepSync(ms: number): void {
+  sleepCell ??= new Int32Array(new SharedArrayBuffer(4));
   Atomics.wait(sleepCell, 0, 0, ms);
 }
 

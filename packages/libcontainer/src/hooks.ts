@@ -1,5 +1,4 @@
 import { spawnExecutor } from '@tsc/executor';
-import { execa } from 'execa';
 import { ContainerError } from './errors.js';
 import { planJoin } from './plan/join.js';
 import type { Hook, Hooks } from './spec/index.js';
@@ -36,7 +35,10 @@ export async function runHostHooks(
   hooks: readonly Hook[] | undefined,
   state: HookState,
 ): Promise<void> {
-  for (const h of hooks ?? []) {
+  if (!hooks?.length) return;
+  // Loaded only when there are hooks: execa costs more to import than a container costs to start.
+  const { execa } = await import('execa');
+  for (const h of hooks) {
     const args = h.args ?? [h.path];
     const r = await execa(h.path, args.slice(1), {
       argv0: args[0] ?? h.path,

@@ -1,4 +1,5 @@
-import koffi from 'koffi';
+import { createRequire } from 'node:module';
+import type Koffi from 'koffi';
 import { SysError } from './errors.js';
 import { type ArgKind, hostArch, SYSCALLS, type SyscallDef, type SyscallName } from './table.js';
 
@@ -17,10 +18,20 @@ export type ArgValues<A extends readonly ArgKind[]> = { [I in keyof A]: ArgValue
 type RawSyscall = (nr: number, ...rest: unknown[]) => number | bigint;
 
 let raw: RawSyscall | undefined;
+let koffi: typeof Koffi | undefined;
+
+/**
+ * koffi is loaded on first use, not at import: the CLI is started from a V8
+ * startup snapshot, which cannot hold a native addon.
+ */
+function ffi(): typeof Koffi {
+  if (koffi === undefined) koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
+  return koffi;
+}
 
 function libc(): RawSyscall {
   if (raw === undefined) {
-    const lib = koffi.load('libc.so.6');
+    const lib = ffi().load('libc.so.6');
     raw = lib.func('long syscall(long nr, ...)') as unknown as RawSyscall;
   }
   return raw;
@@ -64,7 +75,7 @@ export function call<N extends SyscallName>(
   const r = Number(libc()(d.nr[hostArch()], ...rest));
   if (r < 0) {
     const init: { errno: number; syscall: string; op?: string; path?: string } = {
-      errno: koffi.errno(),
+      errno: ffi().errno(),
       syscall: d.name,
     };
     if (opts?.op !== undefined) init.op = opts.op;

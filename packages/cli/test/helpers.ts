@@ -1,0 +1,142 @@
+// Helpers of the CLI tests: run the built nsinit as a subprocess (stdout/stderr go to files, so
+// a container that inherits them never keeps a pipe open), bundles on a shared busybox rootfs,
+// unique ids, polling, and cgroup checks.
+import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const REPO = path.resolve(here, '../../..');
+/** The built CLI. */
+export const MAIN = path.resolve(here, '../dist/main.js');
+
+/** Why these tests cannot run here, or undefined. */
+export function skipReason(): string | undefined {
+  if (process.platform !== 'linux') return 'needs Linux';
+  if (process.getuid?.() !== 0) return 'needs root';
+  if (!fs.existsSync('/bin/busybox')) return 'needs busybox-static';
+  if (!fs.existsSync(MAIN)) return `needs the built CLI (${MAIN}): cd packages/cli && npx tsc -p tsconfig.json`;
+  return undefined;
+}
+
+export interface Result {
+  /** Exit status, or undefined when killed by a signal. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface NsinitOptions {
+  cwd?: string;
+  /** Fds for child fd 3, 4, …. */
+  extraFds?: number[];
+  /** Fail after this many ms (the process is killed). */
+  timeout?: number;
+}
+
+let seq = 0;
+
+/** A running nsinit process. */
+export interface Spawned {
+  pid: number;
+  kill(sig: NodeJS.Signals): void;
+  /** Resolves at exit, with everything it (and its container) wrote. */
+  done: Promise<Result>;
+}
+
+/** Start `node dist/main.js ARGS` with stdout and stderr sent to files. */
+export function spawnNsinit(tmp: string, args: string[], opts: NsinitOptions = {}): Spawned {
+  const n = ++seq;
+  const outFile = path.join(tmp, `nsinit-${n}.out`);
+  const errFile = path.join(tmp, `nsinit-${n}.err`);
+  const out = fs.openSync(outFile, 'w+');
+  const err = fs.openSync(errFile, 'w+');
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    cwd: opts.cwd ?? tmp,
+    stdio: ['ignore', out, err, ...(opts.extraFds ?? [])],
+    env: { ...process.env, NSINIT_DEBUG: '' },
+  });
+  fs.closeSync(out);
+  fs.closeSync(err);
+  const timeout = opts.timeout ?? 20_000;
+  const done = new Promise<Result>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`nsinit ${args.join(' ')}: no exit after ${timeout} ms`));
+    }, timeout);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      const r: Result = {
+        code,
+        signal,
+        stdout: fs.readFileSync(outFile, 'utf8'),
+        stderr: fs.readFileSync(errFile, 'utf8'),
+      };
+      fs.rmSync(outFile, { force: true });
+      fs.rmSync(errFile, { force: true });
+      resolve(r);
+    });
+  });
+  if (child.pid === undefined) throw new Error('nsinit: spawn failed');
+  return { pid: child.pid, kill: (s) => child.kill(s), done };
+}
+
+/** Run nsinit to completion. */
+export function nsinit(tmp: string, args: string[], opts: NsinitOptions = {}): Promise<Result> {
+  return spawnNsinit(tmp, args, opts).done;
+}
+
+/** A JavaScript stack frame line ("    at f (file:1:2)"). */
+export const STACK_LINE = /^ {4}at /m;
+
+/** Describe a result for assertion messages. */
+export function show(r: Result): string {
+  return `exit ${r.code ?? r.signal}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
+}
+
+/** Poll `fn` until it returns a truthy value; throw with `what` after `ms`. */
+export async function waitFor<T>(what: string, fn: () => T | Promise<T>, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Build the busybox rootfs into a new temp dir. */
+export function buildRootfs(): string {
+  const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'nsinit-cli-rootfs-'));
+  const dir = path.join(parent, 'rootfs');
+  execFileSync('sh', [path.join(REPO, 'scripts/build-rootfs.sh'), dir], { stdio: 'pipe' });
+  return dir;
+}
+
+/** Host cgroup directories of a container with the default cgroupsPath (/nsinit/ID) that exist. */
+export function cgroupDirs(id: string): string[] {
+  const found: string[] = [];
+  for (const h of fs.readdirSync('/sys/fs/cgroup')) {
+    const d = path.join('/sys/fs/cgroup', h, 'nsinit', id);
+    if (fs.existsSync(d)) found.push(d);
+  }
+  return found;
+}
+
+/** Is a process alive (and not a zombie)? */
+export function alive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const st = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return st !== 'Z' && st !== 'X';
+  } catch {
+    return false;
+  }
+}
