@@ -187,8 +187,11 @@ int main(int argc, char **argv) {
       if (a[2] == CLONE_WAIT_AND_EXIT) {
         send_msg(MSG_PID, i, 0, (int32_t)ret);
         int status = 0;
-        while (waitpid((pid_t)ret, &status, __WALL) < 0 && errno == EINTR) {
+        pid_t w;
+        while ((w = waitpid((pid_t)ret, &status, __WALL)) < 0 && errno == EINTR) {
         }
+        /* Not our child (CLONE_PARENT made it a sibling): never report a made-up status. */
+        if (w < 0) die(i, errno, 122);
         send_msg(MSG_EXITED, i, 0, status);
         if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
         _exit(128 + WTERMSIG(status));
@@ -200,7 +203,7 @@ int main(int argc, char **argv) {
       send_msg(MSG_SYNC, i, 0, (int32_t)a[0]);
       int32_t reply;
       if (read_full(&reply, sizeof reply) < 0) _exit(121);
-      if (reply != 0) _exit(reply & 0xff);
+      if (reply != 0) _exit((reply & 0xff) != 0 ? (reply & 0xff) : 1);
       ret = 0;
       break;
     }

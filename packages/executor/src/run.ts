@@ -1,6 +1,7 @@
 import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { SysError, sealedMemfd } from '@tsc/syscall';
 import { decodeMessage, type ExecutorMessage, MESSAGE_SIZE, type Program } from './program.js';
@@ -98,7 +99,10 @@ export class ExecutorProcess {
     this.sock.on('close', end);
     this.sock.on('error', end);
     this.exitPromise = new Promise((resolve) => {
-      this.child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? 1 : 0)));
+      // Killed by a signal: 128 + its number (shell convention), e.g. 137 for SIGKILL.
+      this.child.on('exit', (code, signal) =>
+        resolve(code ?? 128 + (signal ? constants.signals[signal] : 0)),
+      );
     });
   }
 
@@ -129,7 +133,8 @@ export class ExecutorProcess {
 
   /**
    * The next message, or `undefined` once every process holding the socket has
-   * closed it (after a successful execve: the socket is close-on-exec).
+   * closed it (after a successful execve, when the program marked the socket
+   * close-on-exec first, as the container programs do with close_range).
    */
   async next(): Promise<ExecutorMessage | undefined> {
     for (;;) {
