@@ -25,9 +25,9 @@ export class CgroupError extends Error {
   override readonly name = 'CgroupError';
   readonly code: CgroupErrorCode;
   readonly op: CgroupOp;
-  readonly path?: string;
-  readonly errno?: string;
-  readonly data?: string;
+  declare readonly path?: string;
+  declare readonly errno?: string;
+  declare readonly data?: string;
 
   constructor(code: CgroupErrorCode, op: CgroupOp, message: string, details: CgroupErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });

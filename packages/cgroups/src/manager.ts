@@ -13,7 +13,7 @@ import {
 import { type CgroupLayout, DEFAULT_ROOT, detectLayout, findV1Mounts, type V1Mount } from './layout.js';
 import { checkCgroupPath } from './path.js';
 import { type ApplyResult, type LinuxResources, V1_FILES, V2_FILES, validateResources } from './resources.js';
-import { applyV1, freezerStateV1, freezeV1, thawV1 } from './v1.js';
+import { applyV1, freezerStateV1, freezeV1, thawTreeV1, thawV1 } from './v1.js';
 import { applyV2, enableControllers, setFrozenV2 } from './v2.js';
 
 /** Options of {@link CgroupManager.destroy}. */
@@ -213,7 +213,7 @@ class Manager implements CgroupManager {
       // Hybrid: tasks frozen by the v1 freezer only die once thawed, and a task may sit in v1
       // hierarchies only (moved there by someone else): signal what is left directly.
       const freezer = this.v1Dirs['freezer'];
-      if (freezer !== undefined && exists(freezer) && freezerStateV1(freezer) !== 'THAWED') thawV1(freezer);
+      if (freezer !== undefined) thawTreeV1(freezer);
       signalEach(this.pids(), signal);
       return;
     }
@@ -233,7 +233,8 @@ class Manager implements CgroupManager {
     try {
       signalEach(this.pids(), signal);
     } finally {
-      if (!wasFrozen || isSigkill(signal)) this.thaw();
+      if (isSigkill(signal) && kind === 'v1') thawTreeV1(freezerDir);
+      else if (!wasFrozen || isSigkill(signal)) this.thaw();
     }
   }
 
@@ -280,13 +281,22 @@ class Manager implements CgroupManager {
       const dir = this.unifiedDir ?? '';
       const file = path.join(dir, 'memory.events');
       if (exists(dir) && !exists(file)) {
-        throw new CgroupError('Unsupported', 'read', `oom kill count requested but the memory controller is not enabled for ${dir}`, { path: file });
+        throw new CgroupError(
+          'Unsupported',
+          'read',
+          `oom kill count requested but the memory controller is not enabled for ${dir}`,
+          { path: file },
+        );
       }
       return readKeyedNumber(file, 'oom_kill');
     }
     const dir = this.v1Dirs['memory'];
     if (dir === undefined) {
-      throw new CgroupError('Unsupported', 'read', 'oom kill count requested but the memory controller is not mounted');
+      throw new CgroupError(
+        'Unsupported',
+        'read',
+        'oom kill count requested but the memory controller is not mounted',
+      );
     }
     return readKeyedNumber(path.join(dir, 'memory.oom_control'), 'oom_kill');
   }

@@ -75,7 +75,10 @@ export function resolveCgroupPath(
 export function checkCgroupPath(p: string): string {
   checkChars('cgroup path', p);
   if (!p.startsWith('/')) {
-    throw resolveError('Invalid', `cgroup path ${JSON.stringify(p)} must be absolute (see resolveCgroupPath)`);
+    throw resolveError(
+      'Invalid',
+      `cgroup path ${JSON.stringify(p)} must be absolute (see resolveCgroupPath)`,
+    );
   }
   const c = clean(p);
   if (c === '/') throw resolveError('Invalid', 'the root cgroup "/" cannot be managed');

@@ -156,7 +156,8 @@ class Validator {
   /** A safe integer >= 0 (or -1 when allowed); `undefined` when absent or 0 with `zeroUnset`. */
   int(field: string, v: unknown, rule: IntRule, zeroUnset: boolean): number | undefined {
     if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'number' || Number.isNaN(v)) this.fail(field, `must be a number, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || Number.isNaN(v))
+      this.fail(field, `must be a number, got ${JSON.stringify(v)}`);
     if (!Number.isInteger(v)) this.fail(field, `must be an integer, got ${v}`);
     if (!Number.isSafeInteger(v)) {
       this.fail(field, `${v} overflows: must be at most ${Number.MAX_SAFE_INTEGER} (2^53-1)`);
@@ -200,7 +201,11 @@ class Validator {
       this.fail(`${f}.type`, `must be "a", "b" or "c", got ${JSON.stringify(type)}`);
     }
     const access = d['access'] ?? 'rwm';
-    if (typeof access !== 'string' || !/^[rwm]{1,3}$/.test(access) || new Set(access).size !== access.length) {
+    if (
+      typeof access !== 'string' ||
+      !/^[rwm]{1,3}$/.test(access) ||
+      new Set(access).size !== access.length
+    ) {
       this.fail(`${f}.access`, `must be made of distinct "r", "w", "m", got ${JSON.stringify(access)}`);
     }
     return {
@@ -247,7 +252,10 @@ export function validateResources(r: LinuxResources, files: FileMap = V1_FILES):
     if (limit !== undefined && swap !== undefined && swap !== -1) {
       if (limit === -1) v.fail('memory.swap', `must be -1 (unlimited) when memory.limit is -1, got ${swap}`);
       if (swap < limit) {
-        v.fail('memory.swap', `memory+swap limit ${swap} must be >= memory.limit ${limit} (OCI swap is memory+swap)`);
+        v.fail(
+          'memory.swap',
+          `memory+swap limit ${swap} must be >= memory.limit ${limit} (OCI swap is memory+swap)`,
+        );
       }
     }
   }

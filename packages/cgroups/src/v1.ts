@@ -1,6 +1,13 @@
 import * as path from 'node:path';
 import { CgroupError, invalidField } from './errors.js';
-import { exists, readFile, sleepSync, writeFile } from './fsutil.js';
+import {
+  cgroupTreeDeepestFirst,
+  exists,
+  readFile,
+  readFileIfExists,
+  sleepSync,
+  writeFile,
+} from './fsutil.js';
 import type { ApplyResult, DeviceRule, NormalizedResources } from './resources.js';
 
 /** Controller name → absolute cgroup directory, for the v1 hierarchies. */
@@ -76,7 +83,11 @@ export function applyV1(dirs: V1Dirs, r: NormalizedResources, result: ApplyResul
   const cpusetDir = need(dirs, 'cpuset', firstSet('cpuset', c, ['cpus', 'mems']));
   const pidsDir = need(dirs, 'pids', r.pids === undefined ? undefined : 'pids limit');
   const devDir = need(dirs, 'devices', r.devices.length > 0 ? 'device rules' : undefined);
-  if (memDir !== undefined && m.swap !== undefined && !exists(path.join(memDir, 'memory.memsw.limit_in_bytes'))) {
+  if (
+    memDir !== undefined &&
+    m.swap !== undefined &&
+    !exists(path.join(memDir, 'memory.memsw.limit_in_bytes'))
+  ) {
     throw new CgroupError(
       'Unsupported',
       'write',
@@ -207,4 +218,16 @@ export function freezeV1(dir: string): void {
 /** Thaw a v1 freezer cgroup. */
 export function thawV1(dir: string): void {
   writeFile(path.join(dir, 'freezer.state'), 'THAWED');
+}
+
+/**
+ * Thaw `dir` and every nested freezer cgroup that is not `THAWED`, parents first. Needed after a
+ * SIGKILL: a v1 task in a frozen (nested) cgroup only dies once thawed, and thawing a parent does
+ * not thaw a child that was frozen by itself.
+ */
+export function thawTreeV1(dir: string): void {
+  for (const d of cgroupTreeDeepestFirst(dir).reverse()) {
+    const state = readFileIfExists(path.join(d, 'freezer.state'))?.trim();
+    if (state !== undefined && state !== 'THAWED') thawV1(d);
+  }
 }

@@ -29,7 +29,11 @@ export function swapMaxV2(swap: number | undefined, limit: number | undefined): 
     throw invalidField('memory.swap', 'cannot be set without memory.limit on cgroup v2', 'memory.swap.max');
   }
   if (swap < limit) {
-    throw invalidField('memory.swap', `memory+swap limit ${swap} must be >= memory.limit ${limit}`, 'memory.swap.max');
+    throw invalidField(
+      'memory.swap',
+      `memory+swap limit ${swap} must be >= memory.limit ${limit}`,
+      'memory.swap.max',
+    );
   }
   return String(swap - limit);
 }
@@ -52,7 +56,8 @@ export function applyV2(dir: string, r: NormalizedResources, result: ApplyResult
   if (m.limit !== undefined || m.reservation !== undefined || m.swap !== undefined) {
     wants.push(['memory', m.limit !== undefined ? 'memory limit' : 'memory reservation/swap']);
   }
-  if (c.shares !== undefined || c.quota !== undefined || c.period !== undefined) wants.push(['cpu', 'cpu shares/quota/period']);
+  if (c.shares !== undefined || c.quota !== undefined || c.period !== undefined)
+    wants.push(['cpu', 'cpu shares/quota/period']);
   if (c.cpus !== undefined || c.mems !== undefined) wants.push(['cpuset', 'cpuset cpus/mems']);
   if (r.pids !== undefined) wants.push(['pids', 'pids limit']);
 
@@ -62,7 +67,9 @@ export function applyV2(dir: string, r: NormalizedResources, result: ApplyResult
     );
   }
   if (c.realtimeRuntime !== undefined || c.realtimePeriod !== undefined) {
-    throw unsupported('cpu realtimeRuntime/realtimePeriod requested but cgroup v2 has no realtime CPU controller');
+    throw unsupported(
+      'cpu realtimeRuntime/realtimePeriod requested but cgroup v2 has no realtime CPU controller',
+    );
   }
   if (wants.length > 0) {
     const controllersFile = path.join(dir, 'cgroup.controllers');
@@ -77,11 +84,14 @@ export function applyV2(dir: string, r: NormalizedResources, result: ApplyResult
   }
   const swapMax = swapMaxV2(m.swap, m.limit);
   if (swapMax !== undefined && m.swap !== undefined && !exists(path.join(dir, 'memory.swap.max'))) {
-    throw unsupported(`memory swap limit requested but swap accounting is not enabled (no ${dir}/memory.swap.max)`);
+    throw unsupported(
+      `memory swap limit requested but swap accounting is not enabled (no ${dir}/memory.swap.max)`,
+    );
   }
 
   const write = recordingWriter(result);
-  if (swapMax !== undefined && exists(path.join(dir, 'memory.swap.max'))) write(dir, 'memory.swap.max', swapMax);
+  if (swapMax !== undefined && exists(path.join(dir, 'memory.swap.max')))
+    write(dir, 'memory.swap.max', swapMax);
   if (m.limit !== undefined) write(dir, 'memory.max', max(m.limit));
   if (m.reservation !== undefined) write(dir, 'memory.low', max(m.reservation));
   if (m.disableOOMKiller === true) {

@@ -48,7 +48,10 @@ const MEM_V1 = {
 describe('applyV1 (files)', () => {
   it('writes memory limit before memsw when the limit fits under the current memsw', () => {
     const memory = makeDir('memory', MEM_V1);
-    const r = v1({ memory }, { memory: { limit: 64 << 20, swap: 128 << 20, reservation: 1 << 20, swappiness: 0 } });
+    const r = v1(
+      { memory },
+      { memory: { limit: 64 << 20, swap: 128 << 20, reservation: 1 << 20, swappiness: 0 } },
+    );
     expect(r.applied).toEqual([
       `memory.limit_in_bytes=${64 << 20}`,
       `memory.memsw.limit_in_bytes=${128 << 20}`,
@@ -61,13 +64,20 @@ describe('applyV1 (files)', () => {
   it('raises memsw first when the new limit exceeds the current memsw', () => {
     const memory = makeDir('memory', { ...MEM_V1, 'memory.memsw.limit_in_bytes': String(32 << 20) });
     const r = v1({ memory }, { memory: { limit: 64 << 20, swap: 128 << 20 } });
-    expect(r.applied).toEqual([`memory.memsw.limit_in_bytes=${128 << 20}`, `memory.limit_in_bytes=${64 << 20}`]);
+    expect(r.applied).toEqual([
+      `memory.memsw.limit_in_bytes=${128 << 20}`,
+      `memory.limit_in_bytes=${64 << 20}`,
+    ]);
   });
 
   it('lifts memsw too for an unlimited limit without swap (like runc)', () => {
     const memory = makeDir('memory', { ...MEM_V1, 'memory.memsw.limit_in_bytes': String(32 << 20) });
     const r = v1({ memory }, { memory: { limit: -1, disableOOMKiller: true } });
-    expect(r.applied).toEqual(['memory.memsw.limit_in_bytes=-1', 'memory.limit_in_bytes=-1', 'memory.oom_control=1']);
+    expect(r.applied).toEqual([
+      'memory.memsw.limit_in_bytes=-1',
+      'memory.limit_in_bytes=-1',
+      'memory.oom_control=1',
+    ]);
   });
 
   it('writes cpu, cpuset and pids files', () => {
@@ -83,7 +93,15 @@ describe('applyV1 (files)', () => {
     const r = v1(
       { cpu, cpuacct: cpu, cpuset, pids },
       {
-        cpu: { shares: 512, quota: 50000, period: 100000, realtimePeriod: 1000000, realtimeRuntime: 1000, cpus: '0', mems: '0' },
+        cpu: {
+          shares: 512,
+          quota: 50000,
+          period: 100000,
+          realtimePeriod: 1000000,
+          realtimeRuntime: 1000,
+          cpus: '0',
+          mems: '0',
+        },
         pids: { limit: 0 },
       },
     );
@@ -129,7 +147,9 @@ describe('applyV1 (files)', () => {
     } catch (err) {
       expect(err).toBeInstanceOf(CgroupError);
       expect((err as CgroupError).code).toBe('Unsupported');
-      expect((err as CgroupError).message).toBe('memory limit requested but the memory controller is not mounted');
+      expect((err as CgroupError).message).toBe(
+        'memory limit requested but the memory controller is not mounted',
+      );
     }
     expect(read(cpu, 'cpu.shares')).toBe('');
   });

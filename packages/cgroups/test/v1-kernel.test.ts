@@ -154,7 +154,9 @@ describe.skipIf(!run)(`cgroup v1 on the real kernel (${layout}; needs root and v
       ],
     });
     expect(cat(path.join(m.dirs()['devices'] ?? '', 'devices.list'))).toBe('c 1:3 rwm');
-    const c = gated('echo ok > /dev/null && echo null-ok; head -c 1 /dev/zero > /dev/null && echo zero-ok; true');
+    const c = gated(
+      'echo ok > /dev/null && echo null-ok; head -c 1 /dev/zero > /dev/null && echo zero-ok; true',
+    );
     m.addProcess(c.pid);
     c.release();
     await c.exited;
@@ -220,6 +222,8 @@ describe.skipIf(!run)(`cgroup v1 on the real kernel (${layout}; needs root and v
     c.release();
     d.release();
     await waitFor('3 processes', () => m.pids().length === 3);
+    // A self-frozen nested cgroup stays frozen when its parent is thawed: destroy must thaw it too.
+    nested.freeze();
     m.freeze();
     await m.destroy();
     for (const dir of Object.values(m.dirs())) expect(fs.existsSync(dir)).toBe(false);
@@ -242,7 +246,9 @@ describe.skipIf(!run)(`cgroup v1 on the real kernel (${layout}; needs root and v
     const rt = thrown(() => m.apply({ cpu: { realtimeRuntime: 1000 } }));
     expect(rt.message).toContain('cpu.rt_runtime_us: EINVAL');
     // The kernel clamps cpu.shares silently; the read-back turns that into an error.
-    expect(thrown(() => m.apply({ cpu: { shares: 1 } })).message).toMatch(/cpu\.shares: the kernel clamped 1 to 2/);
+    expect(thrown(() => m.apply({ cpu: { shares: 1 } })).message).toMatch(
+      /cpu\.shares: the kernel clamped 1 to 2/,
+    );
   });
 
   it('invalid input names the field and file, and nothing is written', () => {

@@ -27,7 +27,11 @@ describe('validateResources', () => {
     expect(invalid({ cpu: { period: -1 } }).message).toMatch(/cpu\.period: must be >= 0/);
     expect(invalid({ cpu: { quota: -5 } }).message).toMatch(/cpu\.quota: .*-1/);
     expect(invalid({ pids: { limit: -2 } }).message).toMatch(/pids\.limit/);
-    const ok = validateResources({ memory: { limit: -1, swap: -1 }, cpu: { quota: -1 }, pids: { limit: -1 } });
+    const ok = validateResources({
+      memory: { limit: -1, swap: -1 },
+      cpu: { quota: -1 },
+      pids: { limit: -1 },
+    });
     expect(ok.memory).toEqual({ limit: -1, swap: -1 });
     expect(ok.cpu).toEqual({ quota: -1 });
     expect(ok.pids).toBe('max');
@@ -38,8 +42,12 @@ describe('validateResources', () => {
   it('rejects overflow and wrong types', () => {
     expect(invalid({ memory: { limit: 2 ** 63 } }).message).toMatch(/memory\.limit: .*overflows/);
     expect(invalid({ memory: { limit: '100' } }).message).toMatch(/memory\.limit: must be a number/);
-    expect(invalid({ memory: { swappiness: 101 } }).message).toMatch(/memory\.swappiness: must be at most 100/);
-    expect(invalid({ memory: { disableOOMKiller: 1 } }).message).toMatch(/disableOOMKiller: must be a boolean/);
+    expect(invalid({ memory: { swappiness: 101 } }).message).toMatch(
+      /memory\.swappiness: must be at most 100/,
+    );
+    expect(invalid({ memory: { disableOOMKiller: 1 } }).message).toMatch(
+      /disableOOMKiller: must be a boolean/,
+    );
     expect(invalid({ cpu: { cpus: '0-1; rm' } }).message).toMatch(/cpu\.cpus: must be a list/);
     expect(invalid({ devices: {} }).message).toMatch(/devices: must be an array/);
   });
@@ -53,8 +61,12 @@ describe('validateResources', () => {
     expect(invalid({ devices: [{ allow: true, access: 'rx' }] }).message).toMatch(/devices\[0\]\.access/);
     expect(invalid({ devices: [{ allow: true, type: 'x' }] }).message).toMatch(/devices\[0\]\.type/);
     expect(invalid({ devices: [{ type: 'c' }] }).message).toMatch(/devices\[0\]\.allow: is required/);
-    expect(invalid({ devices: [{ allow: true, major: 1.5 }] }).message).toMatch(/devices\[0\]\.major: must be an integer/);
-    const ok = validateResources({ devices: [{ allow: false }, { allow: true, type: 'c', major: 1, minor: -1 }] });
+    expect(invalid({ devices: [{ allow: true, major: 1.5 }] }).message).toMatch(
+      /devices\[0\]\.major: must be an integer/,
+    );
+    const ok = validateResources({
+      devices: [{ allow: false }, { allow: true, type: 'c', major: 1, minor: -1 }],
+    });
     expect(ok.devices).toEqual([
       { allow: false, type: 'a', major: '*', minor: '*', access: 'rwm' },
       { allow: true, type: 'c', major: '1', minor: '*', access: 'rwm' },
