@@ -16,7 +16,10 @@ export async function main(argv: readonly string[]): Promise<void> {
     .option('--debug', 'enable debug output (accepted for runc compatibility)')
     .option('--systemd-cgroup', 'use the systemd cgroup driver (not supported)')
     .option('--rootless <value>', 'accepted for runc compatibility (auto, true, false)')
-    .showHelpAfterError()
+    // Usage errors are one line, like every other error.
+    .configureOutput({
+      outputError: (str, write) => write(`nsinit: ${str.replace(/^error: /, '').trim()}\n`),
+    })
     // Global options go before the verb, as in runc: `spec --rootless` is spec's flag, not the
     // global `--rootless <value>` (which would take the next argument as its value).
     .enablePositionalOptions()

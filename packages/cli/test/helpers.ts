@@ -9,15 +9,21 @@ import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '../../..');
-/** The built CLI. */
-export const MAIN = path.resolve(here, '../dist/main.js');
+/**
+ * The command line that runs nsinit: the launcher users get (dist/nsinit, which
+ * starts Node from the V8 snapshot), or NSINIT_TEST_MAIN: another build, run with node.
+ */
+export const COMMAND: readonly string[] = process.env.NSINIT_TEST_MAIN
+  ? [process.execPath, process.env.NSINIT_TEST_MAIN]
+  : [path.resolve(here, '../dist/nsinit')];
 
 /** Why these tests cannot run here, or undefined. */
 export function skipReason(): string | undefined {
   if (process.platform !== 'linux') return 'needs Linux';
   if (process.getuid?.() !== 0) return 'needs root';
   if (!fs.existsSync('/bin/busybox')) return 'needs busybox-static';
-  if (!fs.existsSync(MAIN)) return `needs the built CLI (${MAIN}): cd packages/cli && npx tsc -p tsconfig.json`;
+  const bin = COMMAND[COMMAND.length - 1] as string;
+  if (!fs.existsSync(bin)) return `needs the built CLI (${bin}): cd packages/cli && pnpm build`;
   return undefined;
 }
 
@@ -47,14 +53,14 @@ export interface Spawned {
   done: Promise<Result>;
 }
 
-/** Start `node dist/main.js ARGS` with stdout and stderr sent to files. */
+/** Start nsinit with ARGS, stdout and stderr sent to files. */
 export function spawnNsinit(tmp: string, args: string[], opts: NsinitOptions = {}): Spawned {
   const n = ++seq;
   const outFile = path.join(tmp, `nsinit-${n}.out`);
   const errFile = path.join(tmp, `nsinit-${n}.err`);
   const out = fs.openSync(outFile, 'w+');
   const err = fs.openSync(errFile, 'w+');
-  const child = spawn(process.execPath, [MAIN, ...args], {
+  const child = spawn(COMMAND[0] as string, [...COMMAND.slice(1), ...args], {
     cwd: opts.cwd ?? tmp,
     stdio: ['ignore', out, err, ...(opts.extraFds ?? [])],
     env: { ...process.env, NSINIT_DEBUG: '' },
