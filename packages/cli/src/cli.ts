@@ -1,5 +1,6 @@
 import { isContainerError } from '@tsc/libcontainer';
 import { Command, CommanderError } from 'commander';
+import { register as exec } from './commands/exec.js';
 import { register as inspect } from './commands/inspect.js';
 import { register as lifecycle } from './commands/lifecycle.js';
 import { register as spec } from './commands/spec.js';
@@ -27,6 +28,7 @@ export async function main(argv: readonly string[]): Promise<void> {
 
   spec(program);
   lifecycle(program);
+  exec(program);
   inspect(program);
 
   program.hook('preAction', (_this, action) => {

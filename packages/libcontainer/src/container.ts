@@ -27,9 +27,10 @@ import {
 import { ContainerError, isContainerError } from './errors.js';
 import { type HookState, runContainerHooks, runHostHooks } from './hooks.js';
 import { cgroupResources } from './plan/devices.js';
+import { planExecIn } from './plan/exec.js';
 import { type CgroupBind, planInit, SYNC } from './plan/init.js';
 import { waitChild } from './reaper.js';
-import { ConfigError, loadConfig, type RuntimeConfig } from './spec/index.js';
+import { ConfigError, loadConfig, type Process, type RuntimeConfig } from './spec/index.js';
 import { DEFAULT_ROOT, processStartTime, type StateDir, StateStore, type StoredState } from './state.js';
 
 /** The OCI runtime-spec version this runtime implements. */
@@ -71,6 +72,24 @@ export interface CreateOptions {
   stdio?: readonly [StdioSpec, StdioSpec, StdioSpec];
   /** Called with warnings (a poststart hook that failed, …). */
   onWarning?: (message: string) => void;
+}
+
+/** Options of {@link Container.exec}. */
+export interface ExecOptions {
+  /** stdin, stdout, stderr of the process (default: this process's). */
+  stdio?: readonly [StdioSpec, StdioSpec, StdioSpec];
+  /** Pass fds 3 .. 3+N-1 of this process on. */
+  preserveFds?: number;
+  /** Write the process's host pid here, atomically. */
+  pidFile?: string;
+}
+
+/** A process started by {@link Container.exec}. */
+export interface ExecedProcess {
+  /** Its host pid. */
+  pid: number;
+  /** Resolves when it exits. */
+  exited: Promise<ExitInfo>;
 }
 
 /** A running container that this process started and can wait for. */
@@ -300,6 +319,92 @@ export class Container {
       return;
     }
     signalInit(s, sig);
+  }
+
+  /**
+   * Run another process inside the running container: it joins every namespace
+   * of the init, its cgroup, and gets the process attributes of `proc` (user,
+   * capabilities, rlimits, no_new_privs, cwd, env). This process becomes its
+   * parent and can wait for it.
+   */
+  async exec(proc: Process, opts: ExecOptions = {}): Promise<ExecedProcess> {
+    const d = this.dirHandle();
+    const s = this.stored();
+    const status = liveStatus(s, d);
+    if (status !== 'running' && status !== 'created') {
+      throw new ContainerError('InvalidState', `cannot exec in container "${this.id}": it is ${status}`, {
+        id: this.id,
+      });
+    }
+    const preserveFds = opts.preserveFds ?? 0;
+    const extraFds = Array.from({ length: preserveFds }, (_, i) => 3 + i);
+    const program = planExecIn({
+      initPid: s.pid,
+      namespaces: (s.config.linux?.namespaces ?? []).map((n) => n.type),
+      process: proc,
+      syncFd: 3 + preserveFds,
+      preserveFds,
+      capLastCap: capLastCap(),
+    });
+    const cg = openCgroup({ path: s.cgroupPath });
+    const e = spawnExecutor({ stdio: opts.stdio ?? ['inherit', 'inherit', 'inherit'], extraFds });
+    let pid = 0;
+    let exited: Promise<ExitInfo> | undefined;
+    try {
+      cg.addProcess(e.pid);
+      e.send(program);
+      let ready = false;
+      for (let m = await e.next(); m; m = await e.next()) {
+        if (m.type === 'pid') {
+          pid = m.pid;
+          exited = waitChild(pid);
+        } else if (m.type === 'sync') {
+          ready = true;
+          if (opts.pidFile) writePidFile(opts.pidFile, pid);
+          e.reply(0);
+        } else if (m.type === 'error') {
+          const pe = new ProgramError(program, m.index, m.errno);
+          throw new ContainerError('StartFailed', `exec in container "${this.id}": ${pe.message}`, {
+            id: this.id,
+            step: pe.op,
+            cause: pe,
+          });
+        }
+      }
+      if (!ready || !exited) {
+        const code = await e.exited();
+        throw new ContainerError(
+          'StartFailed',
+          `exec in container "${this.id}": the process ended during setup (executor exit ${code})`,
+          {
+            id: this.id,
+          },
+        );
+      }
+      return { pid, exited };
+    } catch (err) {
+      e.kill();
+      if (pid > 0) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      }
+      if (exited) await exited.catch(() => undefined);
+      if (isContainerError(err)) throw err;
+      throw new ContainerError('StartFailed', `exec in container "${this.id}": ${errMessage(err)}`, {
+        id: this.id,
+        cause: err,
+      });
+    } finally {
+      e.close();
+    }
+  }
+
+  /** The container's saved config (its process is the default for {@link exec}). */
+  config(): RuntimeConfig {
+    return this.stored().config;
   }
 
   /** Host pids of every process in the container. */

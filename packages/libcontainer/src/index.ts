@@ -15,6 +15,8 @@ export {
   type ContainerState,
   type ContainerStatus,
   type CreateOptions,
+  type ExecedProcess,
+  type ExecOptions,
   loadBundleConfig,
   OCI_VERSION,
   type RunningContainer,

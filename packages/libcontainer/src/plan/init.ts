@@ -15,7 +15,7 @@ import {
   S,
 } from '@tsc/syscall';
 import { ContainerError } from '../errors.js';
-import type { LinuxDevice, Mount, RuntimeConfig } from '../spec/index.js';
+import type { LinuxDevice, Mount, Process, RuntimeConfig } from '../spec/index.js';
 import { InRoot, TARGET_FD, TARGET_PATH } from './inroot.js';
 import { parseMountOptions, rootfsPropagationFlags } from './mountopts.js';
 
@@ -279,108 +279,8 @@ export function planInit(ctx: InitContext): Program {
   }
   p.syscall('close', [TARGET_FD], { what: 'close mount target', onError: 'ignore' });
 
-  // --- Process attributes ---------------------------------------------------
-  p.syscall('umask', [proc.user.umask ?? 0o022], { what: 'umask' });
-  for (const [i, rl] of (proc.rlimits ?? []).entries()) {
-    const res = RLIMITS[rl.type as keyof typeof RLIMITS];
-    if (res === undefined)
-      throw new ContainerError('InvalidConfig', `process.rlimits[${i}].type: unknown rlimit "${rl.type}"`);
-    const b = Buffer.alloc(16);
-    b.writeBigUInt64LE(BigInt(rl.soft), 0);
-    b.writeBigUInt64LE(BigInt(rl.hard), 8);
-    p.syscall('prlimit64', [0, res, b, null], {
-      what: `setrlimit ${rl.type} soft=${rl.soft} hard=${rl.hard}`,
-    });
-  }
-  if (proc.noNewPrivileges)
-    p.syscall('prctl', [PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0], { what: 'set no_new_privs' });
-
-  const caps = proc.capabilities ?? {};
-  const bounding = capMask(caps.bounding, 'process.capabilities.bounding');
-  const effective = capMask(caps.effective, 'process.capabilities.effective');
-  const permitted = capMask(caps.permitted, 'process.capabilities.permitted');
-  const inheritable = capMask(caps.inheritable, 'process.capabilities.inheritable');
-  const ambient = capMask(caps.ambient, 'process.capabilities.ambient');
-  for (let c = 0; c <= ctx.capLastCap; c++) {
-    if (!(bounding & (1n << BigInt(c)))) {
-      p.syscall('prctl', [PR.CAPBSET_DROP, c, 0, 0, 0], {
-        what: `drop ${CAPABILITIES[c] ?? `capability ${c}`} from the bounding set`,
-      });
-    }
-  }
-  const uid = proc.user.uid;
-  const gid = proc.user.gid;
-  p.syscall('prctl', [PR.SET_KEEPCAPS, 1, 0, 0, 0], { what: 'keep capabilities across setuid' });
-  const gids = proc.user.additionalGids ?? [];
-  const gidBuf = Buffer.alloc(Math.max(4, gids.length * 4));
-  gids.forEach((g, i) => {
-    gidBuf.writeUInt32LE(g, i * 4);
-  });
-  p.syscall('setgroups', [gids.length, gidBuf], { what: `setgroups [${gids.join(',')}]` });
-  p.syscall('setresgid', [gid, gid, gid], { what: `setgid ${gid}` });
-  p.syscall('setresuid', [uid, uid, uid], { what: `setuid ${uid}` });
-  p.syscall('prctl', [PR.SET_KEEPCAPS, 0, 0, 0, 0], { what: 'clear keepcaps' });
-  p.syscall('chdir', [proc.cwd], { what: `chdir to cwd ${proc.cwd}` });
-  const hdr = Buffer.alloc(8);
-  hdr.writeUInt32LE(0x20080522, 0); // _LINUX_CAPABILITY_VERSION_3
-  const data = Buffer.alloc(24);
-  const lo = (m: bigint) => Number(m & 0xffffffffn);
-  const hi = (m: bigint) => Number(m >> 32n);
-  data.writeUInt32LE(lo(effective), 0);
-  data.writeUInt32LE(lo(permitted), 4);
-  data.writeUInt32LE(lo(inheritable), 8);
-  data.writeUInt32LE(hi(effective), 12);
-  data.writeUInt32LE(hi(permitted), 16);
-  data.writeUInt32LE(hi(inheritable), 20);
-  p.syscall('capset', [hdr, data], { what: 'set capabilities' });
-  p.syscall('prctl', [PR.CAP_AMBIENT, PR.CAP_AMBIENT_CLEAR_ALL, 0, 0, 0], {
-    what: 'clear ambient capabilities',
-  });
-  for (let c = 0; c <= 63; c++) {
-    if (ambient & (1n << BigInt(c))) {
-      // Like runc: a cap not in inheritable+permitted cannot be ambient; that is not fatal.
-      p.syscall('prctl', [PR.CAP_AMBIENT, PR.CAP_AMBIENT_RAISE, c, 0, 0], {
-        what: `raise ambient ${CAPABILITIES[c]}`,
-        onError: 'ignore',
-        errno: Errno.EPERM,
-      });
-    }
-  }
-
-  // --- Find the program, wait for the go, exec -------------------------------
-  const env = [...(proc.env ?? [])];
-  if (!env.some((e) => e.startsWith('HOME='))) env.push('HOME=/');
-  const arg0 = proc.args?.[0];
-  if (!arg0) throw new ContainerError('InvalidConfig', 'process.args: must name a program to run');
-  const cands = execCandidates(arg0, env);
-  const argv = p.stringArray(proc.args ?? []);
-  const envp = p.stringArray(env);
-  const readBuf = p.data(Buffer.alloc(8));
-  cands.forEach((cand, i) => {
-    const last = i === cands.length - 1;
-    const next = p.label();
-    p.syscall('faccessat', [AT.FDCWD, cand, 1 /* X_OK */], {
-      what: last
-        ? cands.length > 1
-          ? `exec "${arg0}": executable file not found in $PATH`
-          : `exec "${arg0}"`
-        : `look up ${cand}`,
-      onError: last ? 'fail' : { skipTo: next },
-    });
-    p.sync(SYNC.READY, { what: 'container ready' });
-    if (ctx.fifoFd !== undefined) {
-      const pollfd = Buffer.alloc(8);
-      pollfd.writeInt32LE(ctx.fifoFd, 0);
-      pollfd.writeInt16LE(1 /* POLLIN */, 4);
-      p.syscall('ppoll', [pollfd, 1, null, null, 8], { what: 'wait for start (exec fifo)' });
-      p.syscall('read', [ctx.fifoFd, readBuf, 1], { what: 'read exec fifo' });
-    }
-    p.syscall('close_range', [3 + ctx.preserveFds, 0xffffffff, CLOSE_RANGE.CLOEXEC], {
-      what: 'mark fds close-on-exec',
-    });
-    p.syscall('execve', [cand, argv, envp], { what: `exec ${cand}` });
-    if (!last) p.place(next);
-  });
+  planProcess(p, proc, ctx.capLastCap);
+  planExec(p, proc, { fifoFd: ctx.fifoFd, preserveFds: ctx.preserveFds });
   return p;
 }
 
@@ -632,4 +532,123 @@ function planMask(p: Program, root: InRoot, path: string): void {
 /** Make the op just appended skip to `l` when it fails with `errno`. */
 function retarget(p: Program, l: Label, errno: number): void {
   p.setOnError(p.length - 1, { skipTo: l }, errno);
+}
+
+/**
+ * The process attributes, in runc's order: umask, rlimits, no_new_privs, the
+ * bounding set, user and groups (keeping capabilities across setuid), cwd, the
+ * capability sets, ambient capabilities. Shared by a container's init and `exec`.
+ */
+export function planProcess(p: Program, proc: Process, capLastCap: number): void {
+  p.syscall('umask', [proc.user.umask ?? 0o022], { what: 'umask' });
+  for (const [i, rl] of (proc.rlimits ?? []).entries()) {
+    const res = RLIMITS[rl.type as keyof typeof RLIMITS];
+    if (res === undefined)
+      throw new ContainerError('InvalidConfig', `process.rlimits[${i}].type: unknown rlimit "${rl.type}"`);
+    const b = Buffer.alloc(16);
+    b.writeBigUInt64LE(BigInt(rl.soft), 0);
+    b.writeBigUInt64LE(BigInt(rl.hard), 8);
+    p.syscall('prlimit64', [0, res, b, null], {
+      what: `setrlimit ${rl.type} soft=${rl.soft} hard=${rl.hard}`,
+    });
+  }
+  if (proc.noNewPrivileges)
+    p.syscall('prctl', [PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0], { what: 'set no_new_privs' });
+
+  const caps = proc.capabilities ?? {};
+  const bounding = capMask(caps.bounding, 'process.capabilities.bounding');
+  const effective = capMask(caps.effective, 'process.capabilities.effective');
+  const permitted = capMask(caps.permitted, 'process.capabilities.permitted');
+  const inheritable = capMask(caps.inheritable, 'process.capabilities.inheritable');
+  const ambient = capMask(caps.ambient, 'process.capabilities.ambient');
+  for (let c = 0; c <= capLastCap; c++) {
+    if (!(bounding & (1n << BigInt(c)))) {
+      p.syscall('prctl', [PR.CAPBSET_DROP, c, 0, 0, 0], {
+        what: `drop ${CAPABILITIES[c] ?? `capability ${c}`} from the bounding set`,
+      });
+    }
+  }
+  const uid = proc.user.uid;
+  const gid = proc.user.gid;
+  p.syscall('prctl', [PR.SET_KEEPCAPS, 1, 0, 0, 0], { what: 'keep capabilities across setuid' });
+  const gids = proc.user.additionalGids ?? [];
+  const gidBuf = Buffer.alloc(Math.max(4, gids.length * 4));
+  gids.forEach((g, i) => {
+    gidBuf.writeUInt32LE(g, i * 4);
+  });
+  p.syscall('setgroups', [gids.length, gidBuf], { what: `setgroups [${gids.join(',')}]` });
+  p.syscall('setresgid', [gid, gid, gid], { what: `setgid ${gid}` });
+  p.syscall('setresuid', [uid, uid, uid], { what: `setuid ${uid}` });
+  p.syscall('prctl', [PR.SET_KEEPCAPS, 0, 0, 0, 0], { what: 'clear keepcaps' });
+  p.syscall('chdir', [proc.cwd], { what: `chdir to cwd ${proc.cwd}` });
+  const hdr = Buffer.alloc(8);
+  hdr.writeUInt32LE(0x20080522, 0); // _LINUX_CAPABILITY_VERSION_3
+  const data = Buffer.alloc(24);
+  const lo = (m: bigint) => Number(m & 0xffffffffn);
+  const hi = (m: bigint) => Number(m >> 32n);
+  data.writeUInt32LE(lo(effective), 0);
+  data.writeUInt32LE(lo(permitted), 4);
+  data.writeUInt32LE(lo(inheritable), 8);
+  data.writeUInt32LE(hi(effective), 12);
+  data.writeUInt32LE(hi(permitted), 16);
+  data.writeUInt32LE(hi(inheritable), 20);
+  p.syscall('capset', [hdr, data], { what: 'set capabilities' });
+  p.syscall('prctl', [PR.CAP_AMBIENT, PR.CAP_AMBIENT_CLEAR_ALL, 0, 0, 0], {
+    what: 'clear ambient capabilities',
+  });
+  for (let c = 0; c <= 63; c++) {
+    if (ambient & (1n << BigInt(c))) {
+      // Like runc: a cap not in inheritable+permitted cannot be ambient; that is not fatal.
+      p.syscall('prctl', [PR.CAP_AMBIENT, PR.CAP_AMBIENT_RAISE, c, 0, 0], {
+        what: `raise ambient ${CAPABILITIES[c]}`,
+        onError: 'ignore',
+        errno: Errno.EPERM,
+      });
+    }
+  }
+}
+
+/**
+ * Find args[0] (in PATH when it has no slash), stop at the READY sync point,
+ * wait on the exec fifo when there is one, mark every fd above the preserved
+ * ones close-on-exec, and execve. Shared by a container's init and `exec`.
+ */
+export function planExec(
+  p: Program,
+  proc: Process,
+  opts: { fifoFd: number | undefined; preserveFds: number },
+): void {
+  const env = [...(proc.env ?? [])];
+  if (!env.some((e) => e.startsWith('HOME='))) env.push('HOME=/');
+  const arg0 = proc.args?.[0];
+  if (!arg0) throw new ContainerError('InvalidConfig', 'process.args: must name a program to run');
+  const cands = execCandidates(arg0, env);
+  const argv = p.stringArray(proc.args ?? []);
+  const envp = p.stringArray(env);
+  const readBuf = p.data(Buffer.alloc(8));
+  cands.forEach((cand, i) => {
+    const last = i === cands.length - 1;
+    const next = p.label();
+    p.syscall('faccessat', [AT.FDCWD, cand, 1 /* X_OK */], {
+      what: last
+        ? cands.length > 1
+          ? `exec "${arg0}": executable file not found in $PATH`
+          : `exec "${arg0}"`
+        : `look up ${cand}`,
+      onError: last ? 'fail' : { skipTo: next },
+    });
+    p.sync(SYNC.READY, { what: 'container ready' });
+    if (opts.fifoFd !== undefined) {
+      const pollfd = Buffer.alloc(8);
+      pollfd.writeInt32LE(opts.fifoFd, 0);
+      pollfd.writeInt16LE(1 /* POLLIN */, 4);
+      p.syscall('ppoll', [pollfd, 1, null, null, 8], { what: 'wait for start (exec fifo)' });
+      p.syscall('read', [opts.fifoFd, readBuf, 1], { what: 'read exec fifo' });
+    }
+    p.syscall('close_range', [3 + opts.preserveFds, 0xffffffff, CLOSE_RANGE.CLOEXEC], {
+      what: 'mark fds close-on-exec',
+    });
+    p.syscall('execve', [cand, argv, envp], { what: `exec ${cand}` });
+    if (!last) p.place(next);
+  });
 }

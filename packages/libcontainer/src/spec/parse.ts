@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type RuntimeConfig, runtimeConfigSchema } from './config.js';
+import { type Process, processSchema, type RuntimeConfig, runtimeConfigSchema } from './config.js';
 import { ConfigError, type ConfigIssue } from './errors.js';
 import { issueMessage, toConfigIssues } from './issues.js';
 import { parseJson } from './json.js';
@@ -31,6 +31,41 @@ export function parseConfig(input: unknown, opts: ParseConfigOptions = {}): Runt
   const issues = semanticIssues(result.data, opts.requireProcess ?? true);
   if (issues.length > 0) throw new ConfigError(issues, source);
   return result.data;
+}
+
+/**
+ * Validate an OCI `process` object, as `nsinit exec --process FILE` reads it.
+ *
+ * @throws {ConfigError} naming the field, prefixed with `source`.
+ */
+export function parseProcess(input: unknown, source = 'process.json'): Process {
+  const result = processSchema.safeParse(input, { error: issueMessage });
+  if (!result.success) throw new ConfigError(toConfigIssues(result.error.issues), source);
+  if (result.data.args === undefined || result.data.args.length === 0) {
+    throw new ConfigError([{ path: 'args', message: 'must name a program to run' }], source);
+  }
+  return result.data;
+}
+
+/** Read and validate a process.json file (see {@link parseProcess}). */
+export function loadProcess(file: string): Process {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([{ path: '', message: `cannot read file: ${describeFsError(err)}` }], file, {
+      cause: err,
+    });
+  }
+  const parsed = parseJson(text);
+  if (!parsed.ok) {
+    const { line, column, offset, reason } = parsed.error;
+    throw new ConfigError(
+      [{ path: '', message: `invalid JSON at line ${line}, column ${column} (offset ${offset}): ${reason}` }],
+      file,
+    );
+  }
+  return parseProcess(parsed.value, file);
 }
 
 /**

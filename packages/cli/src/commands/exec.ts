@@ -1,0 +1,120 @@
+import { Container, loadProcess, type Process } from '@tsc/libcontainer';
+import type { Command } from 'commander';
+import { context, parseIntArg, UsageError } from '../context.js';
+
+interface ExecFlags {
+  process?: string;
+  tty?: boolean;
+  consoleSocket?: string;
+  detach?: boolean;
+  pidFile?: string;
+  cwd?: string;
+  env: string[];
+  user?: string;
+  additionalGids: string[];
+  cap: string[];
+  noNewPrivs?: boolean;
+  preserveFds: number;
+  ignorePaused?: boolean;
+  apparmor?: string;
+  processLabel?: string;
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+function parseUser(u: string): { uid: number; gid?: number } {
+  const m = /^(\d+)(?::(\d+))?$/.exec(u);
+  if (!m) throw new UsageError(`--user: expected uid[:gid] as numbers, got "${u}"`);
+  return m[2] === undefined ? { uid: Number(m[1]) } : { uid: Number(m[1]), gid: Number(m[2]) };
+}
+
+/** The process to exec: --process, or the container's own process with the flags applied (like runc). */
+export function execProcess(base: Process | undefined, args: string[], f: ExecFlags): Process {
+  if (f.process) {
+    if (args.length) throw new UsageError('exec: give either --process or a command, not both');
+    return loadProcess(f.process);
+  }
+  if (!args.length) throw new UsageError('exec: a command (or --process) is required');
+  const p: Process = structuredClone(base ?? { user: { uid: 0, gid: 0 }, cwd: '/', args });
+  p.args = args;
+  p.terminal = false;
+  if (f.cwd) p.cwd = f.cwd;
+  if (f.env.length) p.env = [...(p.env ?? []), ...f.env];
+  if (f.user) {
+    const u = parseUser(f.user);
+    p.user = { ...p.user, uid: u.uid, gid: u.gid ?? p.user.gid };
+  }
+  if (f.additionalGids.length) {
+    p.user.additionalGids = f.additionalGids.map((g) => {
+      if (!/^\d+$/.test(g)) throw new UsageError(`--additional-gids: expected a number, got "${g}"`);
+      return Number(g);
+    });
+  }
+  if (f.cap.length) {
+    // Never inheritable (CVE-2022-29162).
+    const caps = p.capabilities ?? {};
+    const add = (set: string[] | undefined) => [...new Set([...(set ?? []), ...f.cap])];
+    p.capabilities = {
+      ...caps,
+      bounding: add(caps.bounding),
+      effective: add(caps.effective),
+      permitted: add(caps.permitted),
+    };
+  }
+  if (f.noNewPrivs) p.noNewPrivileges = true;
+  return p;
+}
+
+export function register(program: Command): void {
+  program
+    .command('exec')
+    .description('run a process inside a running container')
+    // Options after the container id belong to the command (sh -c ...).
+    .passThroughOptions()
+    .option('-p, --process <file>', 'path to a process.json (an OCI process object)')
+    .option('-t, --tty', 'allocate a pseudo-TTY (not supported yet)')
+    .option('--console-socket <path>', 'socket for the pty master (not supported yet)')
+    .option('-d, --detach', 'detach from the process')
+    .option('--pid-file <path>', 'write the process host pid to this file')
+    .option('--cwd <dir>', 'working directory in the container')
+    .option('-e, --env <K=V>', 'set an environment variable (repeatable)', collect, [])
+    .option('-u, --user <uid[:gid]>', 'user id and optional group id')
+    .option('-g, --additional-gids <gid>', 'additional group id (repeatable)', collect, [])
+    .option(
+      '-c, --cap <CAP_X>',
+      'add a capability to the bounding, effective and permitted sets (repeatable)',
+      collect,
+      [],
+    )
+    .option('--no-new-privs', 'set no_new_privs for the process')
+    .option('--preserve-fds <n>', 'pass N extra fds (3 .. 3+N-1)', parseIntArg('--preserve-fds'), 0)
+    .option('--ignore-paused', 'accepted for runc compatibility')
+    .option('--apparmor <profile>', 'AppArmor profile (not supported on this host)')
+    .option('--process-label <label>', 'SELinux label (not supported on this host)')
+    .argument('<container-id>')
+    .argument('[command...]')
+    .action(async (id: string, args: string[], f: ExecFlags, cmd: Command) => {
+      const ctx = context(cmd);
+      if (f.tty || f.consoleSocket)
+        throw new UsageError('exec --tty: terminals are not supported by this version of nsinit yet');
+      if (f.apparmor || f.processLabel)
+        throw new UsageError('exec: AppArmor and SELinux labels are not available on this host');
+      const c = Container.load(id, ctx.root);
+      const proc = execProcess(c.config().process, args, f);
+      const opts: { preserveFds: number; pidFile?: string } = { preserveFds: f.preserveFds };
+      if (f.pidFile) opts.pidFile = f.pidFile;
+      const { pid, exited } = await c.exec(proc, opts);
+      if (f.detach) process.exit(0);
+      const forward = (sig: NodeJS.Signals) => {
+        try {
+          process.kill(pid, sig);
+        } catch {
+          // gone already
+        }
+      };
+      const sigs = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const;
+      for (const s of sigs) process.on(s, forward);
+      const r = await exited;
+      process.exit(r.status);
+    });
+}

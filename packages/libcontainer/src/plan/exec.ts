@@ -1,0 +1,53 @@
+import { Program, type Reg } from '@tsc/executor';
+import { AT, CLONE, O, PR } from '@tsc/syscall';
+import type { Process } from '../spec/index.js';
+import { planExec, planProcess } from './init.js';
+import { NS_FILES } from './join.js';
+
+/** What `exec` needs to enter a running container. */
+export interface ExecContext {
+  /** Host pid of the container's init: its namespaces are joined. */
+  initPid: number;
+  /** The container's namespace types (every one of them is joined). */
+  namespaces: readonly string[];
+  process: Process;
+  /** The executor's sync fd (the highest fd it keeps). */
+  syncFd: number;
+  /** fds 3 .. 3+N-1 passed on to the process. */
+  preserveFds: number;
+  capLastCap: number;
+}
+
+/**
+ * The program of `nsinit exec`: join every namespace of the container's init
+ * (through /proc/<pid>/ns, opened before any setns), fork into the pid
+ * namespace as a child of the caller (CLONE_PARENT), then the same process
+ * set-up as a container's init: rlimits, no_new_privs, capabilities, user,
+ * cwd, and execve. The executor was put into the container's cgroup before it
+ * got this program, so the new process is born there.
+ */
+export function planExecIn(ctx: ExecContext): Program {
+  const p = new Program();
+  p.syscall('close_range', [ctx.syncFd + 1, 0xffffffff, 0], { what: 'close inherited fds' });
+  p.syscall('prctl', [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'make the executor non-dumpable' });
+  const types = ctx.namespaces
+    .filter((t) => NS_FILES[t])
+    .sort((a, b) => Number(a === 'mount') - Number(b === 'mount'));
+  const fds: Reg[] = types.map((t) => {
+    const r = p.reg();
+    const path = `/proc/${ctx.initPid}/ns/${NS_FILES[t]?.file}`;
+    p.syscall('openat', [AT.FDCWD, path, O.RDONLY | O.CLOEXEC, 0], { what: `open ${path}`, out: r });
+    return r;
+  });
+  types.forEach((t, i) => {
+    p.syscall('setns', [fds[i] as Reg, NS_FILES[t]?.flag ?? 0], {
+      what: `join the container's ${t} namespace`,
+    });
+    p.syscall('close', [fds[i] as Reg], { what: 'close namespace fd', onError: 'ignore' });
+  });
+  p.clone(CLONE.PARENT, 'report', { what: 'fork into the container' });
+  p.syscall('setsid', [], { what: 'setsid' });
+  planProcess(p, ctx.process, ctx.capLastCap);
+  planExec(p, ctx.process, { fifoFd: undefined, preserveFds: ctx.preserveFds });
+  return p;
+}
