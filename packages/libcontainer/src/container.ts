@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import {
   closeSync,
   existsSync,
@@ -345,6 +346,7 @@ export class Container {
       syncFd: 3 + preserveFds,
       preserveFds,
       capLastCap: capLastCap(),
+      setgroups: readSetgroups(s.pid) !== 'deny',
     });
     const cg = openCgroup({ path: s.cgroupPath });
     const e = spawnExecutor({ stdio: opts.stdio ?? ['inherit', 'inherit', 'inherit'], extraFds });
@@ -480,6 +482,110 @@ function liveStatus(s: StoredState, d: StateDir): ContainerStatus {
   return 'running';
 }
 
+function readSetgroups(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/setgroups`, 'utf8').trim();
+  } catch {
+    return 'allow';
+  }
+}
+
+type IdMapping = { containerID: number; hostID: number; size: number };
+
+/** Check id mappings: non-empty sizes, no overlap on either side. */
+export function validateIdMappings(maps: readonly IdMapping[], field: string): void {
+  maps.forEach((m, i) => {
+    if (m.size <= 0) throw new ContainerError('InvalidConfig', `${field}[${i}].size: must be at least 1`);
+    maps.slice(0, i).forEach((o, j) => {
+      const overlap = (a: number, b: number, n: number, k: number) => a < b + k && b < a + n;
+      if (overlap(m.containerID, o.containerID, m.size, o.size)) {
+        throw new ContainerError('InvalidConfig', `${field}[${i}]: container ids overlap ${field}[${j}]`);
+      }
+      if (overlap(m.hostID, o.hostID, m.size, o.size)) {
+        throw new ContainerError('InvalidConfig', `${field}[${i}]: host ids overlap ${field}[${j}]`);
+      }
+    });
+  });
+}
+
+/**
+ * Write the init's gid_map and uid_map. As root: the files directly. As an
+ * ordinary user: a single mapping of the caller's own id is written directly
+ * after setgroups "deny"; anything else goes through newuidmap/newgidmap.
+ */
+function writeIdMaps(pid: number, config: RuntimeConfig): void {
+  const uid = config.linux?.uidMappings ?? [];
+  const gid = config.linux?.gidMappings ?? [];
+  const text = (ms: readonly IdMapping[]) =>
+    ms.map((m) => `${m.containerID} ${m.hostID} ${m.size}\n`).join('');
+  const write = (file: string, data: string) => {
+    try {
+      writeFileSync(`/proc/${pid}/${file}`, data);
+    } catch (e) {
+      throw new ContainerError(
+        'StartFailed',
+        `write ${file} ${JSON.stringify(data.trim())}: ${(e as NodeJS.ErrnoException).code ?? errMessage(e)}`,
+        { step: `write ${file}`, cause: e },
+      );
+    }
+  };
+  const euid = process.geteuid?.() ?? 0;
+  if (euid === 0) {
+    write('gid_map', text(gid));
+    write('uid_map', text(uid));
+    return;
+  }
+  const own = (ms: readonly IdMapping[], id: number) =>
+    ms.length === 1 && ms[0]?.hostID === id && ms[0]?.size === 1;
+  if (own(uid, euid) && own(gid, process.getegid?.() ?? 0)) {
+    write('setgroups', 'deny');
+    write('gid_map', text(gid));
+    write('uid_map', text(uid));
+    return;
+  }
+  const helper = (tool: string, ms: readonly IdMapping[]) => {
+    const args = [
+      String(pid),
+      ...ms.flatMap((m) => [String(m.containerID), String(m.hostID), String(m.size)]),
+    ];
+    try {
+      execFileSync(tool, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (e) {
+      const err = (e as { stderr?: Buffer }).stderr?.toString().trim();
+      throw new ContainerError('StartFailed', `${tool} ${args.join(' ')}: ${err || errMessage(e)}`, {
+        step: tool,
+        cause: e,
+      });
+    }
+  };
+  helper('newgidmap', gid);
+  helper('newuidmap', uid);
+}
+
+/** Write the time namespace offsets (seconds and nanoseconds) of the executor's new time namespace. */
+function writeTimeOffsets(pid: number, config: RuntimeConfig): void {
+  const o = config.linux?.timeOffsets ?? {};
+  const lines: string[] = [];
+  for (const clock of ['monotonic', 'boottime'] as const) {
+    const v = o[clock];
+    if (v) lines.push(`${clock} ${v.secs ?? 0} ${v.nanosecs ?? 0}`);
+  }
+  for (const line of lines) {
+    try {
+      writeFileSync(`/proc/${pid}/timens_offsets`, `${line}\n`);
+    } catch (e) {
+      throw new ContainerError(
+        'StartFailed',
+        `write timens_offsets "${line}": ${(e as NodeJS.ErrnoException).code ?? errMessage(e)}`,
+        {
+          step: 'timens_offsets',
+          cause: e,
+        },
+      );
+    }
+  }
+}
+
 function signalInit(s: StoredState, sig: number): void {
   let fd: number;
   try {
@@ -535,8 +641,15 @@ async function launch(
   const layout = detectLayout();
   const fifoFdNum = mode === 'create' ? 3 + preserveFds : undefined;
   const syncFd = 3 + preserveFds + (mode === 'create' ? 1 : 0);
+  validateIdMappings(config.linux?.uidMappings ?? [], 'linux.uidMappings');
+  validateIdMappings(config.linux?.gidMappings ?? [], 'linux.gidMappings');
+  const rootlessDeny =
+    (process.geteuid?.() ?? 0) !== 0 &&
+    (config.linux?.gidMappings ?? []).length === 1 &&
+    config.linux?.gidMappings?.[0]?.size === 1;
   // Plan first: a config the planner rejects creates nothing.
   const program = planInit({
+    setgroups: !rootlessDeny,
     config,
     rootfs,
     bundle,
@@ -608,6 +721,12 @@ async function launch(
             );
           }
         }
+      } else if (m.type === 'sync' && m.id === SYNC.USERMAP) {
+        writeIdMaps(s.pid, config);
+        e.reply(0);
+      } else if (m.type === 'sync' && m.id === SYNC.TIMENS) {
+        writeTimeOffsets(e.pid, config);
+        e.reply(0);
       } else if (m.type === 'sync' && m.id === SYNC.MOUNTS) {
         const hs = hookState(s, 'creating');
         await runHostHooks('prestart', config.hooks?.prestart, hs);

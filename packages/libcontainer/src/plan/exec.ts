@@ -2,7 +2,7 @@ import { Program, type Reg } from '@tsc/executor';
 import { AT, CLONE, O, PR } from '@tsc/syscall';
 import type { Process } from '../spec/index.js';
 import { planExec, planProcess } from './init.js';
-import { NS_FILES } from './join.js';
+import { joinOrder, NS_FILES } from './join.js';
 
 /** What `exec` needs to enter a running container. */
 export interface ExecContext {
@@ -16,6 +16,8 @@ export interface ExecContext {
   /** fds 3 .. 3+N-1 passed on to the process. */
   preserveFds: number;
   capLastCap: number;
+  /** Whether setgroups(2) is allowed in the container's user namespace. Default true. */
+  setgroups?: boolean;
 }
 
 /**
@@ -47,7 +49,7 @@ export function planExecIn(ctx: ExecContext): Program {
   });
   p.clone(CLONE.PARENT, 'report', { what: 'fork into the container' });
   p.syscall('setsid', [], { what: 'setsid' });
-  planProcess(p, ctx.process, ctx.capLastCap);
+  planProcess(p, ctx.process, ctx.capLastCap, { setgroups: ctx.setgroups ?? true });
   planExec(p, ctx.process, { fifoFd: undefined, preserveFds: ctx.preserveFds });
   return p;
 }

@@ -25,6 +25,10 @@ export const SYNC = {
   MOUNTS: 1,
   /** Everything is done but the exec: record state; answer to let it exec (run) or go to the fifo (create). */
   READY: 2,
+  /** In a new user namespace: write uid_map and gid_map of the init, then answer. */
+  USERMAP: 3,
+  /** The executor unshared a time namespace: write its timens_offsets, then answer. */
+  TIMENS: 4,
 } as const;
 
 /** A v1 hierarchy to bind into a container's /sys/fs/cgroup. */
@@ -55,6 +59,8 @@ export interface InitContext {
   cgroup: { version: 1; binds: CgroupBind[] } | { version: 2 };
   /** /proc/sys/kernel/cap_last_cap. */
   capLastCap: number;
+  /** Whether setgroups(2) is allowed (false in a user namespace with setgroups "deny"). Default true. */
+  setgroups?: boolean;
 }
 
 const NS_FLAGS: Record<string, number> = {
@@ -106,12 +112,6 @@ export function namespacePlan(config: RuntimeConfig): {
     const flag = NS_FLAGS[ns.type];
     if (flag === undefined)
       throw new ContainerError('InvalidConfig', `linux.namespaces: unknown type "${ns.type}"`);
-    if (ns.type === 'user' || ns.type === 'time') {
-      throw new ContainerError(
-        'Unsupported',
-        `linux.namespaces: ${ns.type} namespaces are not supported by this version of nsinit yet`,
-      );
-    }
     if (ns.path) join.push({ type: ns.type, path: ns.path });
     else create |= flag;
   }
@@ -149,6 +149,24 @@ export function planInit(ctx: InitContext): Program {
   if (!(ns.create & CLONE.NEWNS) && !ns.join.some((j) => j.type === 'mount')) {
     throw new ContainerError('InvalidConfig', 'linux.namespaces: a mount namespace is required');
   }
+  const newUser = (ns.create & CLONE.NEWUSER) !== 0;
+  const inUserns = newUser || ns.join.some((j) => j.type === 'user');
+  if (newUser && !(config.linux?.uidMappings?.length && config.linux?.gidMappings?.length)) {
+    throw new ContainerError(
+      'InvalidConfig',
+      'linux.uidMappings: a new user namespace needs uidMappings and gidMappings',
+    );
+  }
+  if (!newUser && (config.linux?.uidMappings?.length || config.linux?.gidMappings?.length)) {
+    throw new ContainerError(
+      'InvalidConfig',
+      'linux.uidMappings: mappings are given but no new user namespace is',
+    );
+  }
+  const newTime = (ns.create & CLONE.NEWTIME) !== 0;
+  if (config.linux?.timeOffsets && !newTime) {
+    throw new ContainerError('InvalidConfig', 'linux.timeOffsets: needs a new time namespace');
+  }
   const p = new Program();
 
   // --- In the executor, before clone -------------------------------------
@@ -165,20 +183,37 @@ export function planInit(ctx: InitContext): Program {
       });
       return r;
     });
-    // mount last: joining it changes how later paths resolve.
+    // user first (the others may be owned by it), mount last (it changes how paths resolve).
+    const rank = (t: string) => (t === 'user' ? 0 : t === 'mount' ? 2 : 1);
     const order = ns.join
       .map((j, i) => ({ j, r: fds[i] as Reg }))
-      .sort((x, y) => Number(x.j.type === 'mount') - Number(y.j.type === 'mount'));
+      .sort((x, y) => rank(x.j.type) - rank(y.j.type));
     for (const { j, r } of order) {
       p.syscall('setns', [r, NS_FLAGS[j.type] as number], { what: `join ${j.type} namespace ${j.path}` });
       p.syscall('close', [r], { what: 'close namespace fd', onError: 'ignore' });
     }
   }
-  p.clone(BigInt(CLONE.PARENT) | BigInt(ns.create), 'report', {
+  if (newTime) {
+    // Offsets can only be set before a process lives in the namespace: the
+    // executor unshares it for its children, the parent writes the offsets,
+    // and the clone below is born in it.
+    p.syscall('unshare', [CLONE.NEWTIME], { what: 'create the time namespace' });
+    p.sync(SYNC.TIMENS, { what: 'write timens_offsets' });
+  }
+  const cloneFlags = BigInt(ns.create & ~CLONE.NEWTIME);
+  p.clone(BigInt(CLONE.PARENT) | cloneFlags, 'report', {
     what: 'create the container process (clone3)',
   });
 
   // --- In the container init ----------------------------------------------
+  if (newUser) {
+    // The parent writes our uid_map/gid_map; /proc/<pid> must be ours for that when it is not root.
+    p.syscall('prctl', [PR.SET_DUMPABLE, 1, 0, 0, 0], { what: 'make the init dumpable for its id maps' });
+    p.sync(SYNC.USERMAP, { what: 'write uid_map and gid_map' });
+    p.syscall('prctl', [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'make the init non-dumpable' });
+    p.syscall('setresgid', [0, 0, 0], { what: 'become gid 0 in the user namespace (is 0 mapped?)' });
+    p.syscall('setresuid', [0, 0, 0], { what: 'become uid 0 in the user namespace (is 0 mapped?)' });
+  }
   p.syscall('setsid', [], { what: 'setsid' });
   if (ns.create & CLONE.NEWNET) loopbackUp(p);
 
@@ -204,7 +239,7 @@ export function planInit(ctx: InitContext): Program {
     if (posix.normalize(m.destination) === '/dev' && r.bind) devBound = true;
   });
 
-  if (!devBound) planDevices(p, inRoot, config, mounts);
+  if (!devBound) planDevices(p, inRoot, config, mounts, inUserns);
   if (proc.cwd && proc.cwd !== '/') {
     const r = inRoot.ensure(proc.cwd, 'dir', `create cwd ${proc.cwd}`);
     p.syscall('close', [r], { what: 'close cwd', onError: 'ignore' });
@@ -268,7 +303,7 @@ export function planInit(ctx: InitContext): Program {
   for (const d of deferredRo.reverse()) {
     const r = newRoot.open(d.dest, `remount ${d.dest} read-only: open`);
     newRoot.pin(r, `remount ${d.dest} read-only: pin`);
-    p.syscall('mount', [null, TARGET_PATH, null, MS.REMOUNT | MS.RDONLY | d.flags, d.data || null], {
+    p.syscall('mount', [null, TARGET_PATH, null, MS.BIND | MS.REMOUNT | MS.RDONLY | d.flags, null], {
       what: `remount ${d.dest} read-only`,
     });
   }
@@ -279,7 +314,7 @@ export function planInit(ctx: InitContext): Program {
   }
   p.syscall('close', [TARGET_FD], { what: 'close mount target', onError: 'ignore' });
 
-  planProcess(p, proc, ctx.capLastCap);
+  planProcess(p, proc, ctx.capLastCap, { setgroups: ctx.setgroups ?? true });
   planExec(p, proc, { fifoFd: ctx.fifoFd, preserveFds: ctx.preserveFds });
   return p;
 }
@@ -416,13 +451,19 @@ function planCgroupMount(
   if (flags & MS.RDONLY) {
     const again = inRoot.open(dest, `${what}: reopen`);
     inRoot.pin(again, what);
-    p.syscall('mount', [null, TARGET_PATH, null, MS.REMOUNT | MS.RDONLY | base, 'mode=755'], {
+    p.syscall('mount', [null, TARGET_PATH, null, MS.BIND | MS.REMOUNT | MS.RDONLY | base, null], {
       what: `remount ${dest} read-only`,
     });
   }
 }
 
-function planDevices(p: Program, inRoot: InRoot, config: RuntimeConfig, mounts: readonly Mount[]): void {
+function planDevices(
+  p: Program,
+  inRoot: InRoot,
+  config: RuntimeConfig,
+  mounts: readonly Mount[],
+  inUserns: boolean,
+): void {
   const devices: (LinuxDevice & { fileMode: number })[] = DEFAULT_DEVICES.map((d) => ({
     path: d.path,
     type: 'c',
@@ -444,6 +485,15 @@ function planDevices(p: Program, inRoot: InRoot, config: RuntimeConfig, mounts: 
     const name = posix.basename(d.path);
     const what = `create device ${d.path}`;
     const type = d.type === 'b' ? S.IFBLK : d.type === 'p' ? S.IFIFO : S.IFCHR;
+    if (inUserns) {
+      // mknod is not allowed in a user namespace: bind the host's node onto an empty file.
+      const t = inRoot.ensure(d.path, 'file', what);
+      inRoot.pin(t, what);
+      p.syscall('mount', [d.path, TARGET_PATH, null, MS.BIND, null], {
+        what: `bind host ${d.path} for ${d.path}`,
+      });
+      continue;
+    }
     const dirReg = inRoot.ensure(dir, 'dir', what);
     p.syscall('mknodat', [dirReg, name, type | (d.fileMode & 0o7777), makedev(d.major ?? 0, d.minor ?? 0)], {
       what,
@@ -539,7 +589,12 @@ function retarget(p: Program, l: Label, errno: number): void {
  * bounding set, user and groups (keeping capabilities across setuid), cwd, the
  * capability sets, ambient capabilities. Shared by a container's init and `exec`.
  */
-export function planProcess(p: Program, proc: Process, capLastCap: number): void {
+export function planProcess(
+  p: Program,
+  proc: Process,
+  capLastCap: number,
+  opts: { setgroups: boolean } = { setgroups: true },
+): void {
   p.syscall('umask', [proc.user.umask ?? 0o022], { what: 'umask' });
   for (const [i, rl] of (proc.rlimits ?? []).entries()) {
     const res = RLIMITS[rl.type as keyof typeof RLIMITS];
@@ -576,7 +631,9 @@ export function planProcess(p: Program, proc: Process, capLastCap: number): void
   gids.forEach((g, i) => {
     gidBuf.writeUInt32LE(g, i * 4);
   });
-  p.syscall('setgroups', [gids.length, gidBuf], { what: `setgroups [${gids.join(',')}]` });
+  // In a user namespace whose setgroups is "deny" (rootless), setgroups is not allowed.
+  if (opts.setgroups)
+    p.syscall('setgroups', [gids.length, gidBuf], { what: `setgroups [${gids.join(',')}]` });
   p.syscall('setresgid', [gid, gid, gid], { what: `setgid ${gid}` });
   p.syscall('setresuid', [uid, uid, uid], { what: `setuid ${uid}` });
   p.syscall('prctl', [PR.SET_KEEPCAPS, 0, 0, 0, 0], { what: 'clear keepcaps' });

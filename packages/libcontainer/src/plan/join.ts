@@ -4,13 +4,21 @@ import { execCandidates } from './init.js';
 
 /** /proc/<pid>/ns/<file> names and setns flags of each OCI namespace type. */
 export const NS_FILES: Record<string, { file: string; flag: number }> = {
+  user: { file: 'user', flag: CLONE.NEWUSER },
   pid: { file: 'pid', flag: CLONE.NEWPID },
   network: { file: 'net', flag: CLONE.NEWNET },
   mount: { file: 'mnt', flag: CLONE.NEWNS },
   ipc: { file: 'ipc', flag: CLONE.NEWIPC },
   uts: { file: 'uts', flag: CLONE.NEWUTS },
   cgroup: { file: 'cgroup', flag: CLONE.NEWCGROUP },
+  time: { file: 'time', flag: CLONE.NEWTIME },
 };
+
+/** Join order: user first (the others may be owned by it), mount last (it changes how paths resolve). */
+export function joinOrder(types: readonly string[]): string[] {
+  const rank = (t: string) => (t === 'user' ? 0 : t === 'mount' ? 2 : 1);
+  return types.filter((t) => NS_FILES[t]).sort((a, b) => rank(a) - rank(b));
+}
 
 /** What to exec once inside. */
 export interface JoinExec {
