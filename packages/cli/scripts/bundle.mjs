@@ -25,7 +25,9 @@ await build({
   // import.meta.url in the sources resolves relative files (the executor
   // binary, koffi): point it at the bundle itself.
   define: { 'import.meta.url': '__nsinitBundleUrl' },
-  banner: { js: `var __nsinitBundleUrl = require('node:url').pathToFileURL(${JSON.stringify(bundle)}).href;` },
+  banner: {
+    js: `var __nsinitBundleUrl = require('node:url').pathToFileURL(${JSON.stringify(bundle)}).href;`,
+  },
   logLevel: 'warning',
 });
 
@@ -37,7 +39,9 @@ chmodSync(join(dist, 'nsinit-executor'), 0o755);
 
 rmSync(blob, { force: true });
 // Node warns that child_process is not verified in snapshots; nsinit only uses it at run time.
-execFileSync(process.execPath, ['--no-warnings', '--snapshot-blob', blob, '--build-snapshot', bundle], { stdio: 'inherit' });
+execFileSync(process.execPath, ['--no-warnings', '--snapshot-blob', blob, '--build-snapshot', bundle], {
+  stdio: 'inherit',
+});
 
 writeFileSync(
   join(dist, 'nsinit'),
