@@ -11,7 +11,10 @@ export async function main(argv: readonly string[]): Promise<void> {
   const program = new Command('nsinit')
     .description('nsinit: run OCI containers (runc-compatible verbs and flags)')
     .version('0.1.0', '-v, --version')
-    .option('--root <dir>', 'root directory for storage of container state', '/run/nsinit')
+    .option(
+      '--root <dir>',
+      'root directory for storage of container state (default /run/nsinit; $XDG_RUNTIME_DIR/nsinit when not root)',
+    )
     .option('--log <file>', 'log file for errors and warnings')
     .option('--log-format <format>', 'log format: text or json', 'text')
     .option('--debug', 'enable debug output (accepted for runc compatibility)')

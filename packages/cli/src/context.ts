@@ -1,10 +1,10 @@
-import { DEFAULT_ROOT } from '@tsc/libcontainer';
+import { defaultRoot } from '@tsc/libcontainer';
 import type { Command } from 'commander';
 import { Logger } from './log.js';
 
 /** Global flags, as runc has them. */
 export interface GlobalOptions {
-  root: string;
+  root?: string;
   log?: string;
   logFormat: 'text' | 'json';
   debug?: boolean;
@@ -20,7 +20,7 @@ export interface Context {
 
 export function context(cmd: Command): Context {
   const g = cmd.optsWithGlobals() as GlobalOptions;
-  return { root: g.root ?? DEFAULT_ROOT, log: new Logger(g.log, g.logFormat === 'json' ? 'json' : 'text') };
+  return { root: g.root ?? defaultRoot(), log: new Logger(g.log, g.logFormat === 'json' ? 'json' : 'text') };
 }
 
 /** An error that is the user's to fix: printed as one line, exit 1. */

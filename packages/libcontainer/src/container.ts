@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import {
+  accessSync,
   closeSync,
   existsSync,
   constants as fsc,
@@ -32,7 +33,7 @@ import { planExecIn } from './plan/exec.js';
 import { type CgroupBind, planInit, SYNC } from './plan/init.js';
 import { waitChild } from './reaper.js';
 import { ConfigError, loadConfig, type Process, type RuntimeConfig } from './spec/index.js';
-import { DEFAULT_ROOT, processStartTime, type StateDir, StateStore, type StoredState } from './state.js';
+import { defaultRoot, processStartTime, type StateDir, StateStore, type StoredState } from './state.js';
 
 /** The OCI runtime-spec version this runtime implements. */
 export const OCI_VERSION = '1.2.0';
@@ -162,14 +163,14 @@ export class Container {
   ) {}
 
   /** Load an existing container. */
-  static load(id: string, root: string = DEFAULT_ROOT): Container {
+  static load(id: string, root: string = defaultRoot()): Container {
     const store = new StateStore(root);
     store.open(id);
     return new Container(store, id);
   }
 
   /** States of every container under `root`. */
-  static list(root: string = DEFAULT_ROOT): ContainerState[] {
+  static list(root: string = defaultRoot()): ContainerState[] {
     const store = new StateStore(root);
     const out: ContainerState[] = [];
     for (const id of store.list()) {
@@ -261,12 +262,12 @@ export class Container {
           { id: this.id },
         );
       }
-      const cg = openCgroup({ path: s.cgroupPath });
+      const cg = cgroupOf(s);
       try {
         await runContainerHooks('startContainer', s.config.hooks?.startContainer, hookState(s, 'created'), {
           pid: s.pid,
           namespaces: (s.config.linux?.namespaces ?? []).map((n) => n.type),
-          addToCgroup: (pid) => cg.addProcess(pid),
+          addToCgroup: (pid) => cg?.addProcess(pid),
         });
       } catch (e) {
         await this.destroy(s, d, opts.onWarning);
@@ -316,7 +317,17 @@ export class Container {
       });
     }
     if (opts.all) {
-      openCgroup({ path: s.cgroupPath }).kill(sig);
+      const cg = cgroupOf(s);
+      if (!cg) {
+        throw new ContainerError(
+          'Unsupported',
+          `kill --all: container "${this.id}" has no cgroup (rootless without a delegated cgroup)`,
+          {
+            id: this.id,
+          },
+        );
+      }
+      cg.kill(sig);
       return;
     }
     signalInit(s, sig);
@@ -348,12 +359,12 @@ export class Container {
       capLastCap: capLastCap(),
       setgroups: readSetgroups(s.pid) !== 'deny',
     });
-    const cg = openCgroup({ path: s.cgroupPath });
+    const cg = cgroupOf(s);
     const e = spawnExecutor({ stdio: opts.stdio ?? ['inherit', 'inherit', 'inherit'], extraFds });
     let pid = 0;
     let exited: Promise<ExitInfo> | undefined;
     try {
-      cg.addProcess(e.pid);
+      cg?.addProcess(e.pid);
       e.send(program);
       let ready = false;
       for (let m = await e.next(); m; m = await e.next()) {
@@ -412,7 +423,8 @@ export class Container {
   /** Host pids of every process in the container. */
   pids(): number[] {
     const s = this.stored();
-    const cg = openCgroup({ path: s.cgroupPath });
+    const cg = cgroupOf(s);
+    if (!cg) return processStartTime(s.pid) === s.pidStartTime && s.pid > 0 ? [s.pid] : [];
     return cg.exists() ? cg.pids() : [];
   }
 
@@ -445,7 +457,7 @@ export class Container {
   }
 
   private async destroy(s: StoredState, d: StateDir, onWarning?: (m: string) => void): Promise<void> {
-    const cg = openCgroup({ path: s.cgroupPath });
+    const cg = cgroupOf(s);
     if (processStartTime(s.pid) === s.pidStartTime && s.pid > 0) {
       try {
         process.kill(s.pid, 'SIGKILL');
@@ -454,7 +466,7 @@ export class Container {
       }
     }
     try {
-      await cg.destroy();
+      await cg?.destroy();
     } catch (e) {
       throw new ContainerError('System', `container "${this.id}": ${errMessage(e)}`, {
         id: this.id,
@@ -471,6 +483,25 @@ export class Container {
       }
     }
   }
+}
+
+/** Whether this process may create the cgroup: every hierarchy's nearest existing ancestor is writable. */
+function cgroupWritable(cg: CgroupManager): boolean {
+  return Object.values(cg.dirs()).every((dir) => {
+    let d = dir;
+    while (!existsSync(d)) d = dirname(d);
+    try {
+      accessSync(d, fsc.W_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The container's cgroup; none for a rootless container that could not have one. */
+function cgroupOf(s: StoredState): CgroupManager | undefined {
+  return s.cgroupPath ? openCgroup({ path: s.cgroupPath }) : undefined;
 }
 
 function liveStatus(s: StoredState, d: StateDir): ContainerStatus {
@@ -612,7 +643,7 @@ async function launch(
   opts: CreateOptions,
   mode: 'create' | 'run',
 ): Promise<{ container: Container; exited?: Promise<ExitInfo> }> {
-  const store = new StateStore(opts.root ?? DEFAULT_ROOT);
+  const store = new StateStore(opts.root ?? defaultRoot());
   const bundle = resolve(opts.bundle);
   const config = loadBundleConfig(bundle);
   if (!config.root?.path) throw new ContainerError('InvalidConfig', 'config.json: root.path: required');
@@ -639,6 +670,16 @@ async function launch(
     throw new ContainerError('InvalidConfig', `linux.cgroupsPath: ${errMessage(e)}`, { cause: e });
   }
   const layout = detectLayout();
+  // An ordinary user (rootless) gets a cgroup only where one was delegated to it.
+  const withCgroup = (process.geteuid?.() ?? 0) === 0 || cgroupWritable(cg);
+  if (!withCgroup) {
+    const limits = Object.keys(config.linux?.resources ?? {}).filter((k) => k !== 'devices');
+    opts.onWarning?.(
+      `rootless: no cgroup is writable by uid ${process.geteuid?.()} here, so the container gets no cgroup of its own` +
+        (limits.length ? `; its resource limits (${limits.join(', ')}) are not applied` : ''),
+    );
+    cgroupPath = '';
+  }
   const fifoFdNum = mode === 'create' ? 3 + preserveFds : undefined;
   const syncFd = 3 + preserveFds + (mode === 'create' ? 1 : 0);
   validateIdMappings(config.linux?.uidMappings ?? [], 'linux.uidMappings');
@@ -657,7 +698,11 @@ async function launch(
     preserveFds,
     fifoFd: fifoFdNum,
     syncFd,
-    cgroup: layout === 'unified' ? { version: 2 } : { version: 1, binds: cgroupBinds(cg) },
+    cgroup: !withCgroup
+      ? { version: 'none' }
+      : layout === 'unified'
+        ? { version: 2 }
+        : { version: 1, binds: cgroupBinds(cg) },
     capLastCap: capLastCap(),
   });
 
@@ -682,8 +727,10 @@ async function launch(
   try {
     d.write(s);
     try {
-      cg.create();
-      cg.apply(cgroupResources(config));
+      if (withCgroup) {
+        cg.create();
+        cg.apply(cgroupResources(config));
+      }
     } catch (err) {
       throw new ContainerError('StartFailed', `container "${id}": cgroup: ${errMessage(err)}`, {
         id,
@@ -698,7 +745,7 @@ async function launch(
       extraFds.push(fifoFd);
     }
     e = spawnExecutor({ stdio: opts.stdio ?? ['inherit', 'inherit', 'inherit'], extraFds });
-    cg.addProcess(e.pid);
+    if (withCgroup) cg.addProcess(e.pid);
     e.send(program);
     const namespaces = (config.linux?.namespaces ?? []).filter((n) => !n.path).map((n) => n.type);
     let ready = false;
@@ -734,7 +781,7 @@ async function launch(
         await runContainerHooks('createContainer', config.hooks?.createContainer, hs, {
           pid: s.pid,
           namespaces,
-          addToCgroup: (pid) => cg.addProcess(pid),
+          addToCgroup: (pid) => (withCgroup ? cg.addProcess(pid) : undefined),
         });
         e.reply(0);
       } else if (m.type === 'sync' && m.id === SYNC.READY) {
@@ -749,7 +796,7 @@ async function launch(
         await runContainerHooks('startContainer', config.hooks?.startContainer, hookState(s, 'created'), {
           pid: s.pid,
           namespaces,
-          addToCgroup: (pid) => cg.addProcess(pid),
+          addToCgroup: (pid) => (withCgroup ? cg.addProcess(pid) : undefined),
         });
         s.status = 'running';
         d.write(s);
@@ -799,7 +846,7 @@ async function launch(
       }
     }
     try {
-      await cg.destroy();
+      if (withCgroup) await cg.destroy();
     } catch (cleanup) {
       opts.onWarning?.(`cleanup of cgroup ${cgroupPath} failed: ${errMessage(cleanup)}`);
     }

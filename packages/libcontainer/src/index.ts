@@ -23,4 +23,4 @@ export {
 } from './container.js';
 export { ContainerError, type ContainerErrorCode, isContainerError } from './errors.js';
 export * from './spec/index.js';
-export { DEFAULT_ROOT, validateId } from './state.js';
+export { DEFAULT_ROOT, defaultRoot, validateId } from './state.js';

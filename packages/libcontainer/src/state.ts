@@ -14,8 +14,16 @@ import { flock } from '@tsc/syscall';
 import { ContainerError } from './errors.js';
 import type { RuntimeConfig } from './spec/index.js';
 
-/** The default state root, like runc's /run/runc. */
+/** The default state root for root, like runc's /run/runc. */
 export const DEFAULT_ROOT = '/run/nsinit';
+
+/** The state root to use when none is given: /run/nsinit for root, $XDG_RUNTIME_DIR/nsinit (or /tmp/nsinit-<uid>) otherwise. */
+export function defaultRoot(): string {
+  const uid = process.geteuid?.() ?? 0;
+  if (uid === 0) return DEFAULT_ROOT;
+  const xdg = process.env.XDG_RUNTIME_DIR;
+  return xdg ? join(xdg, 'nsinit') : `/tmp/nsinit-${uid}`;
+}
 
 const ID_RE = /^[\w+.-]+$/;
 

@@ -56,7 +56,7 @@ export interface InitContext {
   /** The executor's fd of its sync socket (always the highest fd it keeps). */
   syncFd: number;
   /** cgroup mounts: v1 binds, or cgroup2. */
-  cgroup: { version: 1; binds: CgroupBind[] } | { version: 2 };
+  cgroup: { version: 1; binds: CgroupBind[] } | { version: 2 } | { version: 'none' };
   /** /proc/sys/kernel/cap_last_cap. */
   capLastCap: number;
   /** Whether setgroups(2) is allowed (false in a user namespace with setgroups "deny"). Default true. */
@@ -360,6 +360,8 @@ function planMount(
   }
 
   if (type === 'cgroup' || type === 'cgroup2') {
+    // Without a cgroup of its own (rootless), the container keeps what its /sys shows.
+    if (ctx.cgroup.version === 'none') return { deferRo: false, flags: 0, data: '', bind: false };
     planCgroupMount(p, inRoot, ctx, dest, o.flags, what);
     return { deferRo: false, flags: 0, data: '', bind: false };
   }
@@ -420,7 +422,7 @@ function planCgroupMount(
 ): void {
   const r = inRoot.ensure(dest, 'dir', what);
   inRoot.pin(r, what);
-  if (ctx.cgroup.version === 2) {
+  if (ctx.cgroup.version !== 1) {
     p.syscall('mount', ['cgroup2', TARGET_PATH, 'cgroup2', flags, null], { what });
     return;
   }
