@@ -43,16 +43,18 @@ execFileSync(process.execPath, ['--no-warnings', '--snapshot-blob', blob, '--bui
   stdio: 'inherit',
 });
 
+// The launcher costs no process of its own: absolute paths baked in, shell builtins only.
+// The snapshot is used while the node binary is not newer than the blob (a Node
+// upgrade makes it fall back to the plain entry until the next build).
+const q = (x) => `'${x.replaceAll("'", "'\\''")}'`;
 writeFileSync(
   join(dist, 'nsinit'),
   `#!/bin/sh
-# nsinit launcher: start Node from the V8 snapshot built for this Node version.
-d=$(dirname "$(readlink -f "$0")")
-if [ -f "$d/nsinit.blob" ] && [ "$(cat "$d/nsinit.node-version" 2>/dev/null)" = "$(node -p process.version 2>/dev/null || true)" ]; then
-  exec node --snapshot-blob "$d/nsinit.blob" -- "$@"
+# nsinit launcher, written by packages/cli/scripts/bundle.mjs for ${process.version}.
+if [ -x ${q(process.execPath)} ] && [ -f ${q(blob)} ] && ! [ ${q(process.execPath)} -nt ${q(blob)} ]; then
+  exec ${q(process.execPath)} --snapshot-blob ${q(blob)} -- "$@"
 fi
-exec node "$d/main.js" "$@"
+exec node ${q(join(dist, 'main.js'))} "$@"
 `,
 );
 chmodSync(join(dist, 'nsinit'), 0o755);
-writeFileSync(join(dist, 'nsinit.node-version'), process.version);
