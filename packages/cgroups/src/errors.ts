@@ -2,7 +2,7 @@
 export type CgroupErrorCode = 'NotFound' | 'Invalid' | 'Busy' | 'PermissionDenied' | 'Unsupported' | 'System';
 
 /** Which operation failed. Validation and missing-controller errors of `apply()` use `'write'`. */
-export type CgroupOp = 'read' | 'write' | 'mkdir' | 'rmdir' | 'detect' | 'resolve';
+export type CgroupOp = 'read' | 'write' | 'mkdir' | 'rmdir' | 'detect' | 'resolve' | 'bpf';
 
 /** Extra facts attached to a {@link CgroupError}. */
 export interface CgroupErrorDetails {
@@ -12,6 +12,8 @@ export interface CgroupErrorDetails {
   errno?: string;
   /** The data that was being written. */
   data?: string;
+  /** The OCI field concerned, e.g. `"memory.limit"` for `linux.resources.memory.limit`. */
+  field?: string;
   /** The underlying error. */
   cause?: unknown;
 }
@@ -28,6 +30,7 @@ export class CgroupError extends Error {
   declare readonly path?: string;
   declare readonly errno?: string;
   declare readonly data?: string;
+  declare readonly field?: string;
 
   constructor(code: CgroupErrorCode, op: CgroupOp, message: string, details: CgroupErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
@@ -36,6 +39,7 @@ export class CgroupError extends Error {
     if (details.path !== undefined) this.path = details.path;
     if (details.errno !== undefined) this.errno = details.errno;
     if (details.data !== undefined) this.data = details.data;
+    if (details.field !== undefined) this.field = details.field;
   }
 }
 
@@ -87,9 +91,27 @@ export function fsError(op: CgroupOp, path: string, err: unknown, data?: string)
   return new CgroupError(codeFromErrno(errno), op, `${what}: ${errno}`, details);
 }
 
+/** `linux.resources.<field>`, the name used in messages. */
+export function fieldName(field: string): string {
+  return field === ''
+    ? 'linux.resources'
+    : field.startsWith('[')
+      ? `linux.resources${field}`
+      : `linux.resources.${field}`;
+}
+
 /** An `Invalid` error about one field of the OCI resources, e.g. `linux.resources.memory.limit`. */
 export function invalidField(field: string, problem: string, file?: string): CgroupError {
   const where = file === undefined ? '' : ` (written to ${file})`;
-  const name = field === '' ? 'linux.resources' : `linux.resources.${field}`;
-  return new CgroupError('Invalid', 'write', `${name}: ${problem}${where}`);
+  return new CgroupError('Invalid', 'write', `${fieldName(field)}: ${problem}${where}`, { field });
+}
+
+/** An error about one field that cannot be applied here (`Unsupported` unless `code` says otherwise). */
+export function fieldError(
+  field: string,
+  message: string,
+  details: CgroupErrorDetails = {},
+  code: CgroupErrorCode = 'Unsupported',
+): CgroupError {
+  return new CgroupError(code, 'write', `${fieldName(field)}: ${message}`, { ...details, field });
 }

@@ -2,6 +2,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CgroupError, errnoOf, fsError } from './errors.js';
 import {
+  type OomEvent,
+  type OomEventsOptions,
+  oomBaseline,
+  oomEvents,
+  oomSourceV1,
+  oomSourceV2,
+} from './events.js';
+import {
   cgroupTreeDeepestFirst,
   exists,
   procsRecursive,
@@ -13,8 +21,12 @@ import {
 import { type CgroupLayout, DEFAULT_ROOT, detectLayout, findV1Mounts, type V1Mount } from './layout.js';
 import { checkCgroupPath } from './path.js';
 import { type ApplyResult, type LinuxResources, V1_FILES, V2_FILES, validateResources } from './resources.js';
+import { type CgroupStats, statsV1, statsV2 } from './stats.js';
 import { applyV1, freezerStateV1, freezeV1, thawTreeV1, thawV1 } from './v1.js';
-import { applyV2, enableControllers, setFrozenV2 } from './v2.js';
+import { applyV2, enableControllers, freezerStateV2, setFrozenV2 } from './v2.js';
+
+/** What {@link CgroupManager.state} reports. */
+export type FreezerState = 'frozen' | 'thawed' | 'freezing';
 
 /** Options of {@link CgroupManager.destroy}. */
 export interface DestroyOptions {
@@ -44,11 +56,36 @@ export interface CgroupManager {
   /** Move a process into the cgroup: writes `pid` to `cgroup.procs` in every hierarchy (also the unified dir in hybrid). */
   addProcess(pid: number): void;
   /**
-   * Validate, then write the limits. v1 (and hybrid) use the v1 files; unified uses the v2 files.
+   * Validate, then write the limits. v1 (and hybrid) use the v1 files; unified uses the v2 files
+   * and an eBPF program for device rules. Everything is checked (input, controllers, files, values
+   * against the current state) before the first write; only the kernel can still refuse a value
+   * half-way, and the error then names the field, the data, the file and the errno.
    * @throws CgroupError `Invalid` naming the field for bad input, `Unsupported` when the controller is
    *   missing, or the kernel's verdict naming data, file and errno
    */
   apply(r: LinuxResources): ApplyResult;
+  /**
+   * Change the limits of a live cgroup: like {@link CgroupManager.apply}, only the given fields are
+   * written, ordered against the current values (v1 memory vs memory+swap; v2 `memory.swap.max`
+   * from the current `memory.max` when only `swap` is given), and `memory.checkBeforeUpdate`
+   * refuses a limit not above the current usage.
+   * @throws CgroupError `NotFound` when the cgroup does not exist, else as `apply()`
+   */
+  update(r: LinuxResources): ApplyResult;
+  /**
+   * Statistics of the cgroup (v1 or v2) in one shape; see `toRuncStats` for runc's JSON.
+   * @throws CgroupError `NotFound` when the cgroup does not exist
+   */
+  stats(): CgroupStats;
+  /**
+   * OOM events as they happen: v1 through an eventfd on `memory.oom_control`, v2 through inotify on
+   * `memory.events`, both backed by polling the `oom_kill` counter every 100 ms. The counter is
+   * read when this is called, so kills after that and before the first `next()` are reported.
+   * Ends when the cgroup is removed or `signal` aborts.
+   */
+  oomEvents(opts?: OomEventsOptions): AsyncIterable<OomEvent>;
+  /** The freezer state: v1 `freezer.state`, v2 `cgroup.events` (`frozen 1`) and `cgroup.freeze`. */
+  state(): FreezerState;
   /** Every pid in the cgroup and its descendants, from every hierarchy, sorted. */
   pids(): number[];
   /**
@@ -194,9 +231,76 @@ class Manager implements CgroupManager {
     if (this.layout === 'unified' && this.unifiedDir !== undefined) {
       applyV2(this.unifiedDir, validateResources(r, V2_FILES), result);
     } else {
-      applyV1(this.v1Dirs, validateResources(r, V1_FILES), result);
+      const opts = this.unifiedDir === undefined ? {} : { unifiedDir: this.unifiedDir };
+      applyV1(this.v1Dirs, validateResources(r, V1_FILES), result, opts);
     }
     return result;
+  }
+
+  update(r: LinuxResources): ApplyResult {
+    if (!this.exists()) {
+      throw new CgroupError('NotFound', 'write', `update: the cgroup ${this.path} does not exist`, {
+        path: this.path,
+        errno: 'ENOENT',
+      });
+    }
+    return this.apply(r);
+  }
+
+  stats(): CgroupStats {
+    if (!this.exists()) {
+      throw new CgroupError('NotFound', 'read', `stats: the cgroup ${this.path} does not exist`, {
+        path: this.path,
+        errno: 'ENOENT',
+      });
+    }
+    if (this.layout === 'unified') return statsV2(this.unifiedDir ?? '');
+    return statsV1(this.v1Dirs);
+  }
+
+  oomEvents(opts: OomEventsOptions = {}): AsyncIterable<OomEvent> {
+    let src: ReturnType<typeof oomSourceV1>;
+    let file: string;
+    if (this.layout === 'unified') {
+      const dir = this.unifiedDir ?? '';
+      file = path.join(dir, 'memory.events');
+      if (exists(dir) && !exists(file)) {
+        throw new CgroupError(
+          'Unsupported',
+          'read',
+          `oom events requested but the memory controller is not enabled for ${dir}`,
+          { path: file },
+        );
+      }
+      src = oomSourceV2(dir);
+    } else {
+      const dir = this.v1Dirs['memory'];
+      if (dir === undefined) {
+        throw new CgroupError(
+          'Unsupported',
+          'read',
+          'oom events requested but the memory controller is not mounted',
+        );
+      }
+      file = path.join(dir, 'memory.oom_control');
+      src = oomSourceV1(dir);
+    }
+    const baseline = oomBaseline(src, file);
+    return { [Symbol.asyncIterator]: () => oomEvents(src, baseline, opts) };
+  }
+
+  state(): FreezerState {
+    const kind = this.freezerKind();
+    if (kind === 'v1') {
+      const s = freezerStateV1(this.v1Dirs['freezer'] ?? '');
+      return s === 'FROZEN' ? 'frozen' : s === 'FREEZING' ? 'freezing' : 'thawed';
+    }
+    if (kind === 'v2') return freezerStateV2(this.unifiedDir ?? '');
+    throw new CgroupError(
+      'Unsupported',
+      'read',
+      'freezer state requested but the freezer controller is not mounted (and no cgroup.freeze)',
+    );
   }
 
   pids(): number[] {

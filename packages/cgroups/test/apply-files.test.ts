@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CgroupError } from '../src/index.js';
 import { type ApplyResult, type LinuxResources, V2_FILES, validateResources } from '../src/resources.js';
 import { applyV1 } from '../src/v1.js';
-import { applyV2 } from '../src/v2.js';
+import { applyV2, planV2 } from '../src/v2.js';
 
 let tmp: string;
 beforeEach(() => {
@@ -148,7 +148,7 @@ describe('applyV1 (files)', () => {
       expect(err).toBeInstanceOf(CgroupError);
       expect((err as CgroupError).code).toBe('Unsupported');
       expect((err as CgroupError).message).toBe(
-        'memory limit requested but the memory controller is not mounted',
+        'linux.resources.memory.limit: the memory controller is not mounted (cgroup v1), so memory.limit_in_bytes cannot be written',
       );
     }
     expect(read(cpu, 'cpu.shares')).toBe('');
@@ -202,12 +202,17 @@ describe('applyV2 (files)', () => {
     expect(v2(dir, { cpu: { quota: 10000 } }).applied).toEqual(['cpu.max=10000']);
   });
 
-  it('skips device rules and disableOOMKiller, recording why', () => {
+  it('plans device rules as an eBPF program and skips disableOOMKiller, recording why', () => {
     const dir = makeDir('v2', V2_DIR);
-    const r = v2(dir, { devices: [{ allow: false }], memory: { disableOOMKiller: true } });
-    expect(r.applied).toEqual([]);
-    expect(r.skipped.map((s) => s.resource)).toEqual(['memory.disableOOMKiller', 'devices']);
-    expect(r.skipped[1]?.reason).toMatch(/eBPF/);
+    // Only planned: attaching a program needs a real cgroup2 directory (see v2-kernel tests).
+    const plan = planV2(
+      dir,
+      validateResources({ devices: [{ allow: false }], memory: { disableOOMKiller: true } }, V2_FILES),
+    );
+    expect(plan.steps.map((s) => (s.kind === 'action' ? s.label : s.file))).toEqual([
+      'bpf:cgroup_device=1 rules, 8 insns',
+    ]);
+    expect(plan.skipped.map((s) => s.resource)).toEqual(['memory.disableOOMKiller']);
   });
 
   it('refuses what v2 cannot do and controllers that are not enabled', () => {
@@ -215,7 +220,7 @@ describe('applyV2 (files)', () => {
     expect(() => v2(dir, { memory: { swappiness: 10 } })).toThrow(/swappiness/);
     expect(() => v2(dir, { cpu: { realtimeRuntime: 1000 } })).toThrow(/realtime/);
     expect(() => v2(dir, { cpu: { shares: 10 }, pids: { limit: 5 } })).toThrow(
-      /pids limit requested but the pids controller is not enabled/,
+      /^linux\.resources\.pids\.limit: the pids controller is not enabled for .* so pids\.max cannot be written$/,
     );
     expect(read(dir, 'cpu.weight')).toBe('100\n');
   });

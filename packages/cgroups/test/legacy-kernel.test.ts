@@ -10,13 +10,56 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openCgroup } from '../src/index.js';
 import { findV1Mounts } from '../src/layout.js';
-import { isRoot } from './helpers.js';
+import { delay, isRoot } from './helpers.js';
 
 const pkg = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const mounts = isRoot ? findV1Mounts() : [];
 const hasUnshare = fs.existsSync('/usr/bin/unshare') || fs.existsSync('/bin/unshare');
 const run = isRoot && hasUnshare && mounts.some((m) => m.controllers.includes('freezer'));
 const CG = `/tsc-cgtest-${process.pid}-legacy`;
+
+/** Whether a v1 controller is bound to no hierarchy yet (hierarchy 0 in /proc/cgroups). */
+function unbound(controller: string): boolean {
+  const line = fs
+    .readFileSync('/proc/cgroups', 'utf8')
+    .split('\n')
+    .find((l) => l.split(/\s+/)[0] === controller);
+  return line?.split(/\s+/)[1] === '0';
+}
+
+function netClsHierarchy(): { hierarchy: string; cgroups: number } {
+  const f = fs
+    .readFileSync('/proc/cgroups', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('net_cls\t'))
+    ?.split(/\s+/);
+  return { hierarchy: f?.[1] ?? '?', cgroups: Number(f?.[2]) };
+}
+
+// net_cls/net_prio are mounted by nobody on this host: the network test binds them to a private
+// hierarchy for its duration and unbinds them again (the hierarchy dies with its last mount once
+// it has no child cgroups).
+const withNet = run && unbound('net_cls') && unbound('net_prio');
+
+const NET_SCRIPT = `
+import * as fs from 'node:fs';
+const { openCgroup, detectLayout } = await import(process.argv[2]);
+const root = process.argv[3];
+const out = { layout: detectLayout(root) };
+const m = openCgroup({ path: process.argv[4] + '/net', root });
+m.create();
+out.applied = m.apply({ network: { classID: 0x100001, priorities: [{ name: 'lo', priority: 5 }] } }).applied;
+out.classid = fs.readFileSync(m.dirs().net_cls + '/net_cls.classid', 'utf8').trim();
+out.ifpriomap = fs.readFileSync(m.dirs().net_prio + '/net_prio.ifpriomap', 'utf8');
+try {
+  m.apply({ unified: { 'memory.high': '1' } });
+} catch (err) {
+  out.unified = err.message;
+}
+await m.destroy();
+fs.rmdirSync(root + '/net' + process.argv[4]);
+console.log(JSON.stringify(out));
+`;
 
 function distIsStale(): boolean {
   const built = path.join(pkg, 'dist/index.js');
@@ -81,6 +124,7 @@ describe.skipIf(!run)('legacy layout on the real kernel (needs root, unshare and
       );
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tsc-cg-legacy-'));
     fs.writeFileSync(path.join(tmp, 'script.mjs'), SCRIPT);
+    fs.writeFileSync(path.join(tmp, 'net.mjs'), NET_SCRIPT);
   }, 120_000);
 
   afterAll(async () => {
@@ -126,4 +170,65 @@ describe.skipIf(!run)('legacy layout on the real kernel (needs root, unshare and
     expect(out['left']).toEqual([]);
     expect(openCgroup({ path: CG }).exists()).toBe(true); // the parent stays; afterAll removes it
   });
+
+  it.runIf(withNet)(
+    'network: net_cls.classid and net_prio.ifpriomap on a private net_cls,net_prio hierarchy',
+    async () => {
+      const root = path.join(tmp, 'netroot');
+      const net = path.join(root, 'net');
+      const setup = [
+        'set -e',
+        `mkdir -p ${root}`,
+        `mount -t tmpfs tmpfs ${root}`,
+        `mkdir ${net} && mount -t cgroup -o net_cls,net_prio cgroup ${net}`,
+        `"${process.execPath}" ${path.join(tmp, 'net.mjs')} ${path.join(pkg, 'dist/index.js')} ${root} ${CG}`,
+        // The hierarchy is destroyed at the last unmount only if it has no child cgroups left, and
+        // removed cgroups are released asynchronously: wait for that before unmounting.
+        `for i in $(seq 200); do [ "$(awk '$1=="net_cls"{print $3}' /proc/cgroups)" = 1 ] && break; sleep 0.01; done`,
+        `umount ${net}`,
+      ].join('\n');
+      const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', setup], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+      try {
+        expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+        const out = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+        expect(out['layout']).toBe('legacy');
+        expect(out['applied']).toEqual(['net_cls.classid=1048577', 'net_prio.ifpriomap=lo 5']);
+        expect(out['classid']).toBe('1048577');
+        expect(out['ifpriomap']).toMatch(/^lo 5$/m);
+        expect(out['unified']).toBe(
+          'linux.resources.unified["memory.high"]: unified keys are cgroup v2 files, and this host has only cgroup v1 hierarchies',
+        );
+      } finally {
+        // net_cls is unbound again (hierarchy 0); if the kernel kept the hierarchy, mount and unmount
+        // it once more now that it is empty.
+        const deadline = Date.now() + 2000;
+        while (netClsHierarchy().hierarchy !== '0' && Date.now() < deadline) await delay(20);
+        if (netClsHierarchy().hierarchy !== '0' && netClsHierarchy().cgroups === 1) {
+          const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsc-cg-netfix-'));
+          execFileSync('unshare', [
+            '-m',
+            '--propagation',
+            'private',
+            'sh',
+            '-c',
+            `mount -t cgroup -o net_cls,net_prio cgroup ${dir} && umount ${dir}`,
+          ]);
+          fs.rmdirSync(dir);
+          await delay(100);
+        }
+        expect(netClsHierarchy().hierarchy).toBe('0');
+      }
+    },
+  );
 });

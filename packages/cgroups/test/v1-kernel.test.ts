@@ -236,7 +236,10 @@ describe.skipIf(!run)(`cgroup v1 on the real kernel (${layout}; needs root and v
     const m = fresh();
     const e = thrown(() => m.apply({ cpu: { cpus: '999' } }));
     const file = path.join(m.dirs()['cpuset'] ?? '', 'cpuset.cpus');
-    expect(e.message).toMatch(new RegExp(`^write "999" to ${file}: E[A-Z]+$`));
+    expect(e.message).toMatch(
+      new RegExp(`^linux\\.resources\\.cpu\\.cpus: write "999" to ${file}: E[A-Z]+$`),
+    );
+    expect(e.field).toBe('cpu.cpus');
     expect(e.path).toBe(file);
     expect(e.data).toBe('999');
     expect(['EINVAL', 'ERANGE']).toContain(e.errno);

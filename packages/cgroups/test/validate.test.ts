@@ -78,4 +78,101 @@ describe('validateResources', () => {
     expect(ok.memory).toEqual({ swappiness: 0 });
     expect(ok.cpu).toEqual({});
   });
+
+  it('validates cpu idle/burst and the memory extras', () => {
+    expect(invalid({ cpu: { idle: 2 } }).message).toBe(
+      'linux.resources.cpu.idle: must be 0 or 1, got 2 (written to cpu.idle)',
+    );
+    expect(invalid({ cpu: { burst: -1 } }).message).toMatch(/cpu\.burst: must be >= 0/);
+    expect(invalid({ memory: { kernel: -3 } }).message).toMatch(/memory\.kernel: must be >= 0 or -1.*kmem/);
+    expect(invalid({ memory: { checkBeforeUpdate: 'yes' } }).message).toMatch(
+      /checkBeforeUpdate: must be a boolean/,
+    );
+    const ok = validateResources({
+      cpu: { idle: 0, burst: 0 },
+      memory: { kernelTCP: -1, useHierarchy: false, checkBeforeUpdate: true },
+    });
+    expect(ok.cpu).toEqual({ idle: 0, burst: 0 }); // 0 is a value for idle and burst
+    expect(ok.memory).toEqual({ kernelTCP: -1, useHierarchy: false, checkBeforeUpdate: true });
+  });
+
+  it('validates blockIO: weights 10..1000, device numbers, required rates', () => {
+    expect(invalid({ blockIO: { weight: 5 } }).message).toBe(
+      'linux.resources.blockIO.weight: must be 10..1000, got 5 (written to blkio.weight)',
+    );
+    expect(invalid({ blockIO: { weight: 5 } }, V2_FILES).message).toMatch(/io\.bfq\.weight or io\.weight/);
+    expect(invalid({ blockIO: { leafWeight: 1001 } }).message).toMatch(
+      /blockIO\.leafWeight: must be 10\.\.1000/,
+    );
+    expect(invalid({ blockIO: { weightDevice: [{ major: 8, minor: 0 }] } }).message).toMatch(
+      /blockIO\.weightDevice\[0\]: needs a weight or a leafWeight/,
+    );
+    expect(invalid({ blockIO: { weightDevice: [{ minor: 0, weight: 100 }] } }).message).toMatch(
+      /blockIO\.weightDevice\[0\]\.major: is required/,
+    );
+    expect(
+      invalid({ blockIO: { throttleWriteIOPSDevice: [{ major: 4096, minor: 0, rate: 1 }] } }).message,
+    ).toBe(
+      'linux.resources.blockIO.throttleWriteIOPSDevice[0].major: must be 0..4095, got 4096 (written to blkio.throttle.write_iops_device)',
+    );
+    expect(invalid({ blockIO: { throttleReadBpsDevice: {} } }).message).toMatch(
+      /throttleReadBpsDevice: must be an array/,
+    );
+    const ok = validateResources({
+      blockIO: { weight: 0, throttleReadBpsDevice: [{ major: 8, minor: 0, rate: 0 }] },
+    }).blockIO;
+    expect(ok.weight).toBeUndefined(); // 0 = unset, as in runc
+    expect(ok.throttle.throttleReadBpsDevice).toEqual([{ major: 8, minor: 0, rate: 0 }]);
+  });
+
+  it('validates hugepageLimits, network and rdma', () => {
+    expect(invalid({ hugepageLimits: [{ pageSize: '2M', limit: 1 }] }).message).toMatch(
+      /hugepageLimits\[0\]\.pageSize: must be a size such as "2MB"/,
+    );
+    expect(invalid({ hugepageLimits: [{ pageSize: '2MB' }] }).message).toMatch(
+      /hugepageLimits\[0\]\.limit: is required/,
+    );
+    expect(
+      invalid({
+        hugepageLimits: [
+          { pageSize: '2MB', limit: 1 },
+          { pageSize: '2MB', limit: 2 },
+        ],
+      }).message,
+    ).toMatch(/hugepageLimits\[1\]\.pageSize: 2MB is listed twice/);
+    expect(invalid({ network: { classID: 2 ** 32 } }).message).toMatch(
+      /network\.classID: must be at most 4294967295/,
+    );
+    expect(invalid({ network: { priorities: [{ name: 'eth 0', priority: 1 }] } }).message).toMatch(
+      /network\.priorities\[0\]\.name: must be a network interface name/,
+    );
+    expect(invalid({ rdma: { 'mlx5 0': { hcaHandles: 1 } } }).message).toMatch(
+      /rdma\["mlx5 0"\]: must be an RDMA device name/,
+    );
+    expect(invalid({ rdma: { mlx5_0: {} } }).message).toBe(
+      'linux.resources.rdma["mlx5_0"]: needs hcaHandles or hcaObjects (written to rdma.max)',
+    );
+    expect(invalid({ devices: [{ allow: true, major: 5000 }] }).message).toMatch(
+      /devices\[0\]\.major: must be -1 \(all\) or 0\.\.4095/,
+    );
+    const ok = validateResources({
+      hugepageLimits: [{ pageSize: '1GB', limit: -1 }],
+      network: { classID: 0, priorities: [{ name: 'eth0', priority: 0 }] },
+      rdma: { mlx5_0: { hcaObjects: 0 } },
+      unified: { 'memory.high': '1', 'cgroup.max.depth': '2' },
+    });
+    expect(ok.hugepageLimits).toEqual([{ pageSize: '1GB', limit: -1 }]);
+    expect(ok.network).toEqual({ classID: 0, priorities: [{ name: 'eth0', priority: 0 }] });
+    expect(ok.rdma).toEqual([{ device: 'mlx5_0', hcaObjects: 0 }]);
+    expect(ok.unified).toEqual([
+      ['memory.high', '1'],
+      ['cgroup.max.depth', '2'],
+    ]);
+  });
+
+  it('errors carry the field', () => {
+    const e = invalid({ blockIO: { weightDevice: [{ major: 1, minor: 1, weight: 1 }] } });
+    expect(e.field).toBe('blockIO.weightDevice[0].weight');
+    expect(e.code).toBe('Invalid');
+  });
 });

@@ -43,6 +43,6 @@ describe('swapMaxV2 (OCI memory+swap to memory.swap.max)', () => {
 
   it('rejects swap below the limit or without a limit', () => {
     expect(() => swapMaxV2(50, 100)).toThrow(/linux\.resources\.memory\.swap: .*>= memory\.limit/);
-    expect(() => swapMaxV2(50, undefined)).toThrow(/without memory\.limit/);
+    expect(() => swapMaxV2(50, undefined)).toThrow(/without a memory limit/);
   });
 });

@@ -84,3 +84,38 @@ export function call<N extends SyscallName>(
   }
   return r;
 }
+
+/**
+ * The address of the first byte of `buf`, for pointer fields inside structs handed to the kernel
+ * (e.g. `bpf_attr.insns`). Keep `buf` referenced until the call returns; a Buffer made from its
+ * own `ArrayBuffer` (not a pooled `Buffer.allocUnsafe`) keeps its bytes at a fixed address.
+ */
+export function bufferAddress(buf: Buffer | Uint8Array): bigint {
+  return ffi().address(buf);
+}
+
+/** A readiness watch on a file descriptor, see {@link watchReadable}. */
+export interface FdWatch {
+  /** Stop watching (the descriptor itself stays open). */
+  close(): void;
+  /** Let the process exit while this watch is active. */
+  unref(): void;
+  /** Undo {@link FdWatch.unref}. */
+  ref(): void;
+}
+
+/**
+ * Call `onReadable` from the event loop each time `fd` is readable (a libuv poll handle, through
+ * koffi). For descriptors Node cannot wrap as streams: eventfd, inotify, signalfd. Make the
+ * descriptor non-blocking and read it until `EAGAIN` in the callback, or the callback keeps firing.
+ */
+export function watchReadable(fd: number, onReadable: (status: number) => void): FdWatch {
+  // koffi calls the callback with (status, events); its typings only declare (events).
+  const callback = ((status: number) => onReadable(status)) as unknown as (ev: { readable: boolean }) => void;
+  const handle = ffi().node.poll(fd, { readable: true }, callback);
+  return {
+    close: () => handle.close(),
+    unref: () => handle.unref(),
+    ref: () => handle.ref(),
+  };
+}

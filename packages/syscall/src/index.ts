@@ -6,7 +6,7 @@
 export * from './constants.js';
 export { Errno, errnoDescription, errnoName, errnoNumber } from './errno.js';
 export { isSysError, SysError } from './errors.js';
-export { type ArgValue, type ArgValues, call } from './ffi.js';
+export { type ArgValue, type ArgValues, bufferAddress, call, type FdWatch, watchReadable } from './ffi.js';
 export {
   closeFd,
   type ExitInfo,
