@@ -8,3 +8,5 @@ export TURBO_TELEMETRY_DISABLED=1
 pnpm run lint
 pnpm run typecheck
 pnpm run test
+# cgroup v2 with controllers: Debian's 6.1 kernel in qemu (TCG) with cgroup_no_v1=all.
+bash vm/run.sh

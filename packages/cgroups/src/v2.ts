@@ -371,6 +371,12 @@ export function enableControllers(parent: string): void {
   );
   const missing = available.filter((c) => c !== '' && !enabled.has(c));
   if (missing.length === 0) return;
+  // cgroup v2 has no internal processes: enabling controllers in a non-root cgroup
+  // that holds processes makes its children "domain invalid" (some controllers,
+  // e.g. cpuset, cpu, pids, are accepted anyway). Leave such a parent alone; the
+  // child then works without those controllers and apply() names what is missing.
+  const isRoot = readFileIfExists(path.join(parent, 'cgroup.type')) === undefined;
+  if (!isRoot && (readFileIfExists(path.join(parent, 'cgroup.procs')) ?? '').trim() !== '') return;
   const file = path.join(parent, 'cgroup.subtree_control');
   try {
     writeFile(file, missing.map((c) => `+${c}`).join(' '));

@@ -1,0 +1,639 @@
+// cgroup v2 checks by effect, for the test VM (vm/run.sh) — plain Node, no vitest.
+// It drives the built packages (packages/*/dist). Every check prints `ok - name` or
+// `not ok - name: reason` (plus `# ...` detail lines); the last line is
+// `VM-TESTS: N passed, M failed`.
+//
+// In the VM it runs as root on a cgroup-v2-only kernel (cgroup_no_v1=all) with cgroup2 at
+// /sys/fs/cgroup. It also runs on any host with a unified /sys/fs/cgroup (as root):
+//   node vm/guest-tests.mjs [REGEX]      (TSC_VM_ROOTFS=<busybox rootfs> for the container checks)
+// A selection (regex on check names) comes from argv[2], TSC_VM_SELECT, or the kernel command
+// line parameter tsc_vm_select=<base64url of the regex> (set by run.sh).
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+/** VM knobs (environment variables of run.sh and the kernel command line, not turbo task inputs). */
+const env = (name) => process.env[name];
+
+const REPO = env('TSC_REPO') ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = '/sys/fs/cgroup';
+const PARENT = `/vmtest-${process.pid}`;
+const ROOTFS = env('TSC_VM_ROOTFS') ?? '/srv/rootfs';
+const MiB = 1024 * 1024;
+const CHECK_TIMEOUT_MS = Number(env('TSC_VM_CHECK_TIMEOUT_MS') ?? 120_000);
+
+const cgroups = await import(pathToFileURL(path.join(REPO, 'packages/cgroups/dist/index.js')).href);
+const { detectLayout, openCgroup, CgroupError } = cgroups;
+let lc; // @tsc/libcontainer, imported by the container checks (it loads koffi)
+async function libcontainer() {
+  lc ??= await import(pathToFileURL(path.join(REPO, 'packages/libcontainer/dist/index.js')).href);
+  return lc;
+}
+
+// ---------------------------------------------------------------- selection and the runner
+function selection() {
+  if (process.argv[2]) return process.argv[2];
+  if (env('TSC_VM_SELECT')) return env('TSC_VM_SELECT');
+  try {
+    const m = fs.readFileSync('/proc/cmdline', 'utf8').match(/(?:^|\s)tsc_vm_select=(\S*)/);
+    if (m?.[1]) return Buffer.from(m[1], 'base64url').toString('utf8');
+  } catch {
+    // no /proc
+  }
+  return '';
+}
+const selected = selection();
+let cmdline = '';
+try {
+  cmdline = fs.readFileSync('/proc/cmdline', 'utf8');
+} catch {
+  // no /proc
+}
+const strict = env('TSC_VM_STRICT') === '1' || /(?:^|\s)tsc_vm_strict=1(?:\s|$)/.test(cmdline);
+const selectRe = selected ? new RegExp(selected) : undefined;
+
+const checks = [];
+function check(name, fn) {
+  checks.push({ name, fn });
+}
+/**
+ * A check of a known problem of the code under test (TAP "TODO"): its failure is printed as
+ * `not ok - name # TODO ...` and not counted as failed (unless tsc_vm_strict=1 / TSC_VM_STRICT=1).
+ */
+function todo(name, why, fn) {
+  checks.push({ name, fn, todo: why });
+}
+const detail = (s) => console.log(`# ${s}`);
+
+class Fail extends Error {}
+function assert(cond, msg) {
+  if (!cond) throw new Fail(msg);
+}
+/** apply() lists every write it made; the one a check is about must be among them. */
+function applied(result, entry) {
+  assert(
+    result.applied.includes(entry),
+    `apply().applied lacks ${JSON.stringify(entry)}: ${JSON.stringify(result.applied)}`,
+  );
+}
+function eq(actual, expected, what) {
+  const a = JSON.stringify(actual);
+  const e = JSON.stringify(expected);
+  if (a !== e) throw new Fail(`${what}: expected ${e}, got ${a}`);
+}
+
+// ---------------------------------------------------------------- helpers
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const cat = (f) => fs.readFileSync(f, 'utf8').trim();
+function keyed(file, key) {
+  const m = fs.readFileSync(file, 'utf8').match(new RegExp(`^${key} (\\d+)$`, 'm'));
+  return m ? Number(m[1]) : undefined;
+}
+async function waitFor(what, pred, ms = 10_000) {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Fail(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+function alive(pid) {
+  try {
+    const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const s = st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3);
+    return s !== 'Z' && s !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+const children = [];
+/** `sh -c 'read x; SCRIPT'`: blocked until release(), so it can be put in a cgroup first. */
+function gated(script) {
+  const child = spawn('/bin/sh', ['-c', `read x; ${script}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => {
+    out += d.toString();
+  });
+  child.stderr.on('data', (d) => {
+    err += d.toString();
+  });
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  children.push(child);
+  return {
+    pid: child.pid,
+    release: () => child.stdin.write('\n'),
+    exited,
+    out: () => out,
+    err: () => err,
+  };
+}
+
+let seq = 0;
+const managers = [];
+function fresh(tag) {
+  const m = openCgroup({ path: `${PARENT}/${tag}-${++seq}` });
+  managers.push(m);
+  m.create();
+  return m;
+}
+const dirOf = (m) => path.join(ROOT, m.path);
+
+/** CPU time (µs) of a cgroup, from cpu.stat. */
+const usage = (m) => keyed(path.join(dirOf(m), 'cpu.stat'), 'usage_usec') ?? Number.NaN;
+
+// ---------------------------------------------------------------- cgroup checks
+check('layout: detectLayout() is unified and no v1 hierarchy can be mounted', async () => {
+  eq(detectLayout(), 'unified', 'detectLayout()');
+  eq(fs.statfsSync(ROOT).type, 0x63677270, 'statfs magic of /sys/fs/cgroup (CGROUP2_SUPER_MAGIC)');
+  const own = cat('/proc/self/cgroup');
+  assert(/^0::\//.test(own) && !own.includes('\n'), `/proc/self/cgroup has v1 entries: ${own}`);
+  const cmdline = cat('/proc/cmdline');
+  if (cmdline.includes('cgroup_no_v1=all')) {
+    // /proc/cgroups lists v1 controllers; with cgroup_no_v1=all, mounting one must fail.
+    const mnt = fs.mkdtempSync('/tmp/v1-');
+    const r = await run('mount', ['-t', 'cgroup', '-o', 'memory', 'cgroup', mnt]);
+    fs.rmdirSync(mnt);
+    assert(r.code !== 0, 'mounting a v1 memory hierarchy succeeded despite cgroup_no_v1=all');
+    detail(`v1 mount refused: ${r.err.trim() || `exit ${r.code}`}`);
+  } else {
+    detail('not booted with cgroup_no_v1=all: v1 mount check skipped');
+  }
+});
+
+check('controllers: memory pids cpu io cpuset are enabled at the root', () => {
+  const enabled = cat(path.join(ROOT, 'cgroup.subtree_control')).split(/\s+/);
+  for (const c of ['memory', 'pids', 'cpu', 'io', 'cpuset'])
+    assert(enabled.includes(c), `${c} not in ${enabled}`);
+});
+
+check('modules: overlay and veth are loaded (insmod by /init) and overlay mounts', async () => {
+  assert(
+    fs.readFileSync('/proc/filesystems', 'utf8').includes('\toverlay\n'),
+    'overlay not in /proc/filesystems',
+  );
+  assert(fs.existsSync('/sys/module/veth'), 'no /sys/module/veth');
+  const d = fs.mkdtempSync('/tmp/ovl-');
+  for (const x of ['lower', 'upper', 'work', 'merged']) fs.mkdirSync(path.join(d, x));
+  fs.writeFileSync(path.join(d, 'lower/f'), 'lower');
+  const r = await run('mount', [
+    '-t',
+    'overlay',
+    'overlay',
+    '-o',
+    `lowerdir=${d}/lower,upperdir=${d}/upper,workdir=${d}/work`,
+    `${d}/merged`,
+  ]);
+  assert(r.code === 0, `mount overlay: ${r.err.trim()}`);
+  try {
+    eq(cat(path.join(d, 'merged/f')), 'lower', 'merged/f');
+  } finally {
+    await run('umount', [`${d}/merged`]);
+  }
+});
+
+check('create: openCgroup().create() makes one unified dir offering the controllers', () => {
+  const m = fresh('create');
+  eq(m.layout, 'unified', 'layout');
+  eq(m.dirs(), { unified: dirOf(m) }, 'dirs()');
+  assert(m.exists(), 'exists() is false after create()');
+  const offered = cat(path.join(dirOf(m), 'cgroup.controllers')).split(/\s+/);
+  for (const c of ['memory', 'pids', 'cpu', 'io', 'cpuset'])
+    assert(offered.includes(c), `${c} not offered in ${m.path}: ${offered}`);
+});
+
+check('memory: memory.max 32 MiB gets a 100 MiB hog OOM-killed, oomKillCount() >= 1', async () => {
+  const hog = 'exec dd if=/dev/zero of=/dev/null bs=100M count=1';
+  // Control: without a limit the hog succeeds (so it really needs more than 32 MiB).
+  const free = fresh('mem-free');
+  const c0 = gated(hog);
+  free.addProcess(c0.pid);
+  c0.release();
+  const r0 = await c0.exited;
+  eq(r0, { code: 0, signal: null }, `the hog without a limit (stderr: ${c0.err().trim()})`);
+  eq(free.oomKillCount(), 0, 'oomKillCount() without a limit');
+
+  const m = fresh('mem');
+  applied(m.apply({ memory: { limit: 32 * MiB } }), 'memory.max=33554432');
+  eq(cat(path.join(dirOf(m), 'memory.max')), String(32 * MiB), 'memory.max');
+  const c = gated(hog);
+  m.addProcess(c.pid);
+  c.release();
+  const r = await c.exited;
+  eq(r.signal, 'SIGKILL', 'the hog in 32 MiB ended with signal');
+  const n = m.oomKillCount();
+  assert(n >= 1, `oomKillCount() = ${n}`);
+  detail(
+    `oom_kill ${n}, memory.peak ${fs.existsSync(path.join(dirOf(m), 'memory.peak')) ? cat(path.join(dirOf(m), 'memory.peak')) : 'n/a'}, memory.events: ${cat(path.join(dirOf(m), 'memory.events')).replace(/\n/g, ', ')}`,
+  );
+});
+
+check('pids: pids.max 10 stops a fork storm', async () => {
+  const m = fresh('pids');
+  applied(m.apply({ pids: { limit: 10 } }), 'pids.max=10');
+  eq(cat(path.join(dirOf(m), 'pids.max')), '10', 'pids.max');
+  // Each round forks up to 40 sleepers; the first refused fork aborts the subshell (ash), and
+  // the next round tries again. 3 rounds want 120 processes.
+  const c = gated('for r in 1 2 3; do ( for i in $(seq 1 40); do sleep 60 & done; wait ); done; echo done');
+  m.addProcess(c.pid);
+  c.release();
+  let peak = 0;
+  while (!c.out().includes('done')) {
+    peak = Math.max(peak, Number(cat(path.join(dirOf(m), 'pids.current'))));
+    await sleep(10);
+    if (c.pid && !alive(c.pid)) break;
+  }
+  await waitFor('the storm to give up', () => c.out().includes('done'), 30_000);
+  const pids = m.pids();
+  const sleepers = pids.filter((p) => {
+    try {
+      return cat(`/proc/${p}/comm`) === 'sleep';
+    } catch {
+      return false;
+    }
+  }).length;
+  const current = Number(cat(path.join(dirOf(m), 'pids.current')));
+  const maxEvents = keyed(path.join(dirOf(m), 'pids.events'), 'max');
+  const forkErrors = c
+    .err()
+    .split('\n')
+    .filter((l) => /can't fork/.test(l)).length;
+  detail(
+    `pids.current peak ${peak}, now ${current} (${sleepers} sleepers of 120 wanted), pids.events max ${maxEvents}, ${forkErrors} "can't fork" errors`,
+  );
+  assert(peak <= 10, `pids.current reached ${peak} > 10`);
+  assert(current <= 10, `pids.current is ${current} > 10`);
+  assert(
+    sleepers >= 7 && sleepers <= 9,
+    `${sleepers} sleepers: expected the storm to fill the cgroup (7..9 besides the shells)`,
+  );
+  assert((maxEvents ?? 0) >= 1, `pids.events max is ${maxEvents}: no fork was refused`);
+  assert(forkErrors >= 1, `the shell reported no failed fork: ${c.err().trim()}`);
+  m.kill();
+  await waitFor('the cgroup to empty', () => m.pids().length === 0);
+});
+
+check('cpu: cpu.max "20000 100000" holds a busy loop to ~20% of a CPU', async () => {
+  const busy = 'while :; do :; done';
+  // Baseline: the same loop without a quota (TCG is slow, but the guest's clock is real time).
+  const free = fresh('cpu-free');
+  const b = gated(busy);
+  free.addProcess(b.pid);
+  b.release();
+  await sleep(200);
+  let u0 = usage(free);
+  let t0 = process.hrtime.bigint();
+  await sleep(1000);
+  const baseline = (usage(free) - u0) / (Number(process.hrtime.bigint() - t0) / 1000);
+  free.kill();
+
+  const m = fresh('cpu');
+  applied(m.apply({ cpu: { quota: 20000, period: 100000 } }), 'cpu.max=20000 100000');
+  eq(cat(path.join(dirOf(m), 'cpu.max')), '20000 100000', 'cpu.max');
+  const c = gated(busy);
+  m.addProcess(c.pid);
+  c.release();
+  await sleep(300);
+  u0 = usage(m);
+  t0 = process.hrtime.bigint();
+  await sleep(2000);
+  const wallUs = Number(process.hrtime.bigint() - t0) / 1000;
+  const ratio = (usage(m) - u0) / wallUs;
+  const throttled = keyed(path.join(dirOf(m), 'cpu.stat'), 'nr_throttled');
+  detail(
+    `busy loop: ${(baseline * 100).toFixed(1)}% of a CPU without a quota, ${(ratio * 100).toFixed(1)}% with cpu.max 20000 100000 over ${(wallUs / 1e6).toFixed(2)} s; nr_throttled ${throttled}`,
+  );
+  m.kill();
+  assert(ratio >= 0.1 && ratio <= 0.3, `${(ratio * 100).toFixed(1)}% is outside 10%..30%`);
+  assert(
+    baseline > 0.5,
+    `the unlimited loop got only ${(baseline * 100).toFixed(1)}%: the measurement is meaningless`,
+  );
+  assert((throttled ?? 0) > 0, 'cpu.stat nr_throttled is 0');
+});
+
+check('freeze: freeze() stops a counter, thaw() restarts it', async () => {
+  const m = fresh('freeze');
+  const c = gated('i=0; while :; do i=$((i+1)); echo $i; done');
+  m.addProcess(c.pid);
+  c.release();
+  const count = () => {
+    const lines = c.out().split('\n');
+    return Number(lines[lines.length - 2] ?? 0);
+  };
+  await waitFor('the counter to count', () => count() > 10);
+  m.freeze();
+  eq(keyed(path.join(dirOf(m), 'cgroup.events'), 'frozen'), 1, 'cgroup.events frozen');
+  await sleep(200); // output written before the freeze still arrives
+  const a = count();
+  await sleep(1000);
+  const b = count();
+  eq(b, a, 'the counter while frozen');
+  m.thaw();
+  eq(keyed(path.join(dirOf(m), 'cgroup.events'), 'frozen'), 0, 'cgroup.events frozen after thaw()');
+  await waitFor('the counter to move after thaw()', () => count() > b, 5000);
+  detail(`counter ${a} while frozen, ${count()} after thaw`);
+  m.kill();
+});
+
+check('kill: kill() ends a process tree through cgroup.kill, nested and frozen included', async () => {
+  const m = fresh('kill');
+  assert(fs.existsSync(path.join(dirOf(m), 'cgroup.kill')), 'no cgroup.kill (kernel < 5.14?)');
+  // The nested cgroup exists before m holds processes: v2 allows processes only in leaves once
+  // controllers are enabled below (see the known issue check "nested:").
+  const sub = openCgroup({ path: `${m.path}/sub` });
+  sub.create();
+  const leaf = openCgroup({ path: `${m.path}/leaf` });
+  leaf.create();
+  const c = gated('sleep 1000 & sleep 1000 & sleep 1000 & echo up; wait');
+  leaf.addProcess(c.pid);
+  c.release();
+  await waitFor('the sleepers', () => c.out().includes('up') && m.pids().length === 4);
+  const d = gated('exec sleep 1000');
+  sub.addProcess(d.pid);
+  d.release();
+  sub.freeze();
+  const pids = m.pids();
+  eq(pids.length, 5, 'pids() across the nested cgroups');
+  m.kill();
+  eq((await c.exited).signal, 'SIGKILL', 'the shell ended with');
+  eq((await d.exited).signal, 'SIGKILL', 'the frozen nested sleeper ended with');
+  await waitFor('every pid to die', () => pids.every((p) => !alive(p)));
+  eq(m.pids(), [], 'pids() after kill()');
+  // Another signal goes through freeze, signal, thaw.
+  const t = gated('exec sleep 1000');
+  leaf.addProcess(t.pid);
+  t.release();
+  await waitFor('the sleeper', () => m.pids().length === 1);
+  m.kill('SIGTERM');
+  eq((await t.exited).signal, 'SIGTERM', 'kill(SIGTERM): the sleeper ended with');
+  eq(cat(path.join(dirOf(m), 'cgroup.freeze')), '0', 'cgroup.freeze after kill(SIGTERM)');
+});
+
+todo(
+  'nested: create() under a cgroup that holds processes leaves a usable child',
+  'enableControllers() retries controller by controller; the kernel accepts the threaded ones (cpuset cpu pids) in a populated cgroup, which makes it a thread root and the child "domain invalid"',
+  async () => {
+    // packages/cgroups/README.md: "Creating a nested cgroup under one that already holds processes
+    // leaves the parent's subtree_control alone, because the write is refused and ignored."
+    // (the project's v2-kernel.test.ts relies on it: "addProcess and pids() include nested cgroups")
+    const m = fresh('nested');
+    const a = gated('exec sleep 1000');
+    m.addProcess(a.pid);
+    a.release();
+    const ctl = path.join(dirOf(m), 'cgroup.subtree_control');
+    const before = cat(ctl);
+    const n = openCgroup({ path: `${m.path}/n` });
+    n.create();
+    const after = cat(ctl);
+    const type = cat(path.join(dirOf(m), 'n/cgroup.type'));
+    const b = gated('exec sleep 1000');
+    try {
+      n.addProcess(b.pid);
+    } catch (e) {
+      throw new Fail(
+        `child.addProcess(): ${reason(e)}; after child.create() the parent's cgroup.subtree_control is "${after}" (was "${before}") and the child's cgroup.type is "${type}"`,
+      );
+    }
+    eq(after, before, "the populated parent's cgroup.subtree_control");
+    eq(
+      m.pids(),
+      [a.pid, b.pid].sort((x, y) => x - y),
+      'pids()',
+    );
+  },
+);
+
+check('destroy: destroy() removes frozen nested cgroups with live processes', async () => {
+  const m = fresh('destroy');
+  const sub = openCgroup({ path: `${m.path}/a/b` });
+  sub.create();
+  const c = gated('exec sleep 1000');
+  sub.addProcess(c.pid);
+  c.release();
+  await waitFor('the sleeper', () => m.pids().length === 1);
+  m.freeze();
+  await m.destroy({ timeoutMs: 10_000 });
+  eq((await c.exited).signal, 'SIGKILL', 'the sleeper ended with');
+  assert(!fs.existsSync(dirOf(m)), `${dirOf(m)} still exists`);
+  assert(!m.exists(), 'exists() after destroy()');
+  await m.destroy(); // already gone: fine
+});
+
+// ---------------------------------------------------------------- containers
+const ids = [];
+async function bundle(id, args, resources) {
+  const { defaultSpec } = await libcontainer();
+  const dir = fs.mkdtempSync(`/tmp/bundle-${id}-`);
+  const spec = defaultSpec({ args });
+  spec.process.terminal = false;
+  spec.root.path = ROOTFS;
+  spec.linux.resources = { ...spec.linux.resources, ...resources };
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(spec, null, 2));
+  return dir;
+}
+function output() {
+  const file = `${fs.mkdtempSync('/tmp/out-')}/out.txt`;
+  const fd = fs.openSync(file, 'w');
+  return {
+    stdio: ['ignore', fd, fd],
+    read: () => fs.readFileSync(file, 'utf8'),
+    close: () => fs.closeSync(fd),
+  };
+}
+const STATE_ROOT = '/run/vmtest-nsinit';
+const liveContainers = new Set();
+async function runContainer(id, args, resources) {
+  const { Container } = await libcontainer();
+  ids.push(id);
+  liveContainers.add(id);
+  const out = output();
+  const warnings = [];
+  const { container, exited } = await Container.run({
+    id,
+    bundle: await bundle(id, args, resources),
+    root: STATE_ROOT,
+    stdio: out.stdio,
+    onWarning: (w) => warnings.push(w),
+  });
+  const ex = await exited;
+  out.close();
+  return { container, ex, out: out.read(), warnings };
+}
+
+check('container: Container.run with memory/pids/cpu limits sees cgroup2 and its limits', async () => {
+  const id = `limits-${process.pid}`;
+  const script = [
+    'echo fstype=$(awk \'$2 == "/sys/fs/cgroup" { print $3 }\' /proc/mounts)',
+    'echo self=$(cat /proc/self/cgroup)',
+    'echo memory.max=$(cat /sys/fs/cgroup/memory.max)',
+    'echo pids.max=$(cat /sys/fs/cgroup/pids.max)',
+    'echo cpu.max=$(cat /sys/fs/cgroup/cpu.max)',
+    'echo controllers=$(cat /sys/fs/cgroup/cgroup.controllers)',
+    'echo hostname=$(hostname) pid=$$',
+    'exit 7',
+  ].join('; ');
+  const { container, ex, out } = await runContainer(id, ['sh', '-c', script], {
+    memory: { limit: 64 * MiB },
+    pids: { limit: 20 },
+    cpu: { quota: 50000, period: 100000 },
+  });
+  for (const l of out.trim().split('\n')) detail(`container: ${l}`);
+  eq(ex.status, 7, `exit status (output: ${out.trim()})`);
+  const kv = Object.fromEntries(
+    out
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
+  eq(kv.fstype, 'cgroup2', '/sys/fs/cgroup type inside (/proc/mounts)');
+  eq(kv.self, '0::/', '/proc/self/cgroup inside (cgroup namespace)');
+  eq(kv['memory.max'], String(64 * MiB), 'memory.max inside');
+  eq(kv['pids.max'], '20', 'pids.max inside');
+  eq(kv['cpu.max'], '50000 100000', 'cpu.max inside');
+  assert(
+    /\bmemory\b/.test(kv.controllers) && /\bpids\b/.test(kv.controllers),
+    `controllers inside: ${kv.controllers}`,
+  );
+  assert(kv.hostname?.startsWith('nsinit pid=1'), `hostname/pid inside: ${kv.hostname}`);
+  const host = path.join(ROOT, 'nsinit', id);
+  eq(cat(path.join(host, 'memory.max')), String(64 * MiB), `host ${host}/memory.max`);
+  await container.delete();
+  assert(!fs.existsSync(host), `${host} left after delete()`);
+  assert(!fs.existsSync(path.join(STATE_ROOT, id)), 'state dir left after delete()');
+});
+
+check('container: a 32 MiB container OOM-kills its 100 MiB hog (exit 137)', async () => {
+  const id = `oom-${process.pid}`;
+  const { container, ex, out } = await runContainer(
+    id,
+    ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=100M', 'count=1'],
+    {
+      memory: { limit: 32 * MiB },
+    },
+  );
+  eq(ex.status, 137, `exit status (output: ${out.trim()})`);
+  const n = openCgroup({ path: `/nsinit/${id}` }).oomKillCount();
+  assert(n >= 1, `oomKillCount() of the container's cgroup = ${n}`);
+  await container.delete();
+  assert(!fs.existsSync(path.join(ROOT, 'nsinit', id)), 'cgroup left after delete()');
+});
+
+check('container: pids limit 10 stops a fork storm inside the container', async () => {
+  const id = `pids-${process.pid}`;
+  const script =
+    '(for i in $(seq 1 40); do sleep 30 & done; wait) 2>/dev/null; ' +
+    'echo current=$(cat /sys/fs/cgroup/pids.current) max=$(cat /sys/fs/cgroup/pids.max) events=$(cat /sys/fs/cgroup/pids.events)';
+  const { container, ex, out } = await runContainer(id, ['sh', '-c', script], { pids: { limit: 10 } });
+  detail(`container: ${out.trim()}`);
+  eq(ex.status, 0, `exit status (output: ${out.trim()})`);
+  // sh + 8 sleepers + cat fill the cgroup.
+  assert(/current=10 max=10 events=max [1-9]/.test(out), `unexpected: ${out.trim()}`);
+  await container.delete({ force: true });
+  assert(!fs.existsSync(path.join(ROOT, 'nsinit', id)), 'cgroup left after delete()');
+});
+
+// ---------------------------------------------------------------- cleanup check (always last)
+check('cleanup: nothing left under /sys/fs/cgroup', async () => {
+  for (const m of managers.splice(0)) await m.destroy({ timeoutMs: 10_000 });
+  await openCgroup({ path: PARENT }).destroy({ timeoutMs: 10_000 });
+  assert(!fs.existsSync(path.join(ROOT, PARENT)), `${PARENT} left`);
+  const left = ids.filter((id) => fs.existsSync(path.join(ROOT, 'nsinit', id)));
+  eq(left, [], 'container cgroups left');
+});
+
+// ---------------------------------------------------------------- main
+function run(cmd, argv) {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => {
+      out += d;
+    });
+    p.stderr.on('data', (d) => {
+      err += d;
+    });
+    p.on('error', (e) => resolve({ code: -1, out, err: String(e) }));
+    p.on('exit', (code) => resolve({ code, out, err }));
+  });
+}
+/** Like afterEach: remove the cgroups a check made (and so kill what it left running). */
+async function teardown() {
+  for (const m of managers.splice(0)) await m.destroy({ timeoutMs: 10_000 });
+  for (const id of [...liveContainers]) {
+    liveContainers.delete(id);
+    if (!fs.existsSync(path.join(STATE_ROOT, id))) continue;
+    const { Container } = await libcontainer();
+    await Container.load(id, STATE_ROOT).delete({ force: true });
+  }
+}
+function reason(e) {
+  if (e instanceof Fail) return e.message;
+  if (e instanceof CgroupError) return `CgroupError ${e.code}: ${e.message}`;
+  if (e?.name === 'ContainerError')
+    return `ContainerError ${e.code}${e.step ? ` (${e.step})` : ''}: ${e.message}`;
+  return e?.stack ?? String(e);
+}
+
+let passed = 0;
+let failed = 0;
+let known = 0;
+const t0 = Date.now();
+if (process.getuid?.() !== 0) console.log('# not root: the checks will fail');
+if (selected) detail(`selection: /${selected}/`);
+for (const { name, fn, todo: why } of checks) {
+  if (selectRe && !selectRe.test(name) && !name.startsWith('cleanup:')) continue;
+  const start = Date.now();
+  let timer;
+  try {
+    await Promise.race([
+      fn(),
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Fail(`timed out after ${CHECK_TIMEOUT_MS} ms`)),
+          CHECK_TIMEOUT_MS,
+        );
+      }),
+    ]);
+    await teardown();
+    passed++;
+    const mark = why ? ' # TODO passed: the known issue is gone, make it a plain check' : '';
+    console.log(`ok - ${name} (${((Date.now() - start) / 1000).toFixed(1)} s)${mark}`);
+  } catch (e) {
+    try {
+      await teardown();
+    } catch (e2) {
+      detail(`teardown after the failure: ${reason(e2)}`);
+    }
+    const text = reason(e).replace(/\n/g, '\n#   ');
+    if (why && !strict) {
+      known++;
+      console.log(`not ok - ${name} # TODO known issue: ${why}\n#   ${text}`);
+    } else {
+      failed++;
+      console.log(`not ok - ${name}: ${text}`);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+if (selectRe && !checks.some((c) => selectRe.test(c.name) && !c.name.startsWith('cleanup:'))) {
+  failed++;
+  console.log(
+    `not ok - selection: /${selected}/ matches no check; names:\n#   ${checks.map((c) => c.name).join('\n#   ')}`,
+  );
+}
+for (const c of children) {
+  try {
+    c.kill('SIGKILL');
+  } catch {
+    // gone
+  }
+}
+detail(
+  `checks took ${((Date.now() - t0) / 1000).toFixed(1)} s; ${known} known issue(s) (TODO) not counted as failures${strict ? '' : ' (tsc_vm_strict=1 counts them)'}`,
+);
+console.log(`VM-TESTS: ${passed} passed, ${failed} failed`);
+process.exit(failed === 0 && passed > 0 ? 0 : 1);
