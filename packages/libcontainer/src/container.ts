@@ -13,8 +13,24 @@ import {
   writeSync,
 } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
-import { type CgroupManager, detectLayout, openCgroup, resolveCgroupPath } from '@tsc/cgroups';
-import { type ExecutorProcess, ProgramError, type StdioSpec, spawnExecutor } from '@tsc/executor';
+import {
+  type ApplyResult,
+  type CgroupManager,
+  type LinuxResources as CgroupResources,
+  type CgroupStats,
+  detectLayout,
+  type OomEvent,
+  openCgroup,
+  resolveCgroupPath,
+} from '@tsc/cgroups';
+import {
+  type ExecutorMessage,
+  type ExecutorProcess,
+  ProgramError,
+  type StdioSpec,
+  spawnExecutor,
+} from '@tsc/executor';
+import { checkNamespacePath, isNamespaceError } from '@tsc/namespaces';
 import {
   AT,
   call,
@@ -26,13 +42,21 @@ import {
   pidfdSendSignal,
   S,
 } from '@tsc/syscall';
+import { cgroupFailure, cgroupFrozen, requireCgroup } from './cgroupstate.js';
 import { ContainerError, isContainerError } from './errors.js';
 import { type HookState, runContainerHooks, runHostHooks } from './hooks.js';
 import { cgroupResources } from './plan/devices.js';
 import { planExecIn } from './plan/exec.js';
 import { type CgroupBind, planInit, SYNC } from './plan/init.js';
 import { waitChild } from './reaper.js';
-import { ConfigError, loadConfig, type Process, type RuntimeConfig } from './spec/index.js';
+import { mergeResources, parseResources } from './resources.js';
+import {
+  ConfigError,
+  type LinuxResources,
+  loadConfig,
+  type Process,
+  type RuntimeConfig,
+} from './spec/index.js';
 import { defaultRoot, processStartTime, type StateDir, StateStore, type StoredState } from './state.js';
 
 /** The OCI runtime-spec version this runtime implements. */
@@ -331,6 +355,14 @@ export class Container {
       return;
     }
     signalInit(s, sig);
+    // A frozen task dies only once thawed (cgroup v1): thaw a paused container after SIGKILL, like runc.
+    if (sig === 9 && status === 'paused') {
+      try {
+        cgroupOf(s)?.thaw();
+      } catch {
+        // the signal is sent; a failed thaw leaves it pending until resume
+      }
+    }
   }
 
   /**
@@ -358,16 +390,30 @@ export class Container {
       preserveFds,
       capLastCap: capLastCap(),
       setgroups: readSetgroups(s.pid) !== 'deny',
+      userFirst: (process.geteuid?.() ?? 0) !== 0,
     });
     const cg = cgroupOf(s);
-    const e = spawnExecutor({ stdio: opts.stdio ?? ['inherit', 'inherit', 'inherit'], extraFds });
+    let e: ExecutorProcess;
+    try {
+      e = spawnExecutor({ stdio: opts.stdio ?? ['inherit', 'inherit', 'inherit'], extraFds });
+    } catch (err) {
+      // e.g. ETXTBSY: something holds the executor image open for writing
+      throw new ContainerError(
+        'StartFailed',
+        `exec in container "${this.id}": start the executor: ${errMessage(err)}`,
+        {
+          id: this.id,
+          cause: err,
+        },
+      );
+    }
     let pid = 0;
     let exited: Promise<ExitInfo> | undefined;
     try {
       cg?.addProcess(e.pid);
       e.send(program);
       let ready = false;
-      for (let m = await e.next(); m; m = await e.next()) {
+      for await (const m of pidFirst(e)) {
         if (m.type === 'pid') {
           pid = m.pid;
           exited = waitChild(pid);
@@ -429,6 +475,115 @@ export class Container {
   }
 
   /**
+   * Freeze every process of a running (or created) container; `state()` then reports `paused`.
+   * Like `runc pause`.
+   * @throws {ContainerError} `InvalidState` when it is not running, `Unsupported` without a cgroup
+   */
+  pause(): void {
+    this.freezer('pause', true);
+  }
+
+  /** Thaw a paused container. Like `runc resume`. */
+  resume(): void {
+    this.freezer('resume', false);
+  }
+
+  private freezer(what: 'pause' | 'resume', freeze: boolean): void {
+    const d = this.dirHandle();
+    d.lock();
+    try {
+      const s = this.stored();
+      const status = liveStatus(s, d);
+      const ok = freeze ? status === 'running' || status === 'created' : status === 'paused';
+      if (!ok) {
+        throw new ContainerError(
+          'InvalidState',
+          `cannot ${what} container "${this.id}": it is ${status}, not ${freeze ? 'running' : 'paused'}`,
+          { id: this.id },
+        );
+      }
+      const cg = requireCgroup(s, what);
+      try {
+        if (freeze) cg.freeze();
+        else cg.thaw();
+      } catch (e) {
+        throw cgroupFailure(this.id, what, e);
+      }
+    } finally {
+      d.unlock();
+    }
+  }
+
+  /**
+   * Resource usage of the container's cgroup (CPU, memory, pids, block I/O, hugetlb); see
+   * `toRuncStats`/`runcEventJSON` of `@tsc/cgroups` for runc's JSON.
+   * @throws {ContainerError} `Unsupported` without a cgroup, `InvalidState` when the cgroup is gone
+   */
+  stats(): CgroupStats {
+    const s = this.stored();
+    const cg = requireCgroup(s, 'get stats of');
+    try {
+      return cg.stats();
+    } catch (e) {
+      throw cgroupFailure(this.id, 'get stats of', e);
+    }
+  }
+
+  /**
+   * OOM events of the container's cgroup as they happen (`{ type: 'oom', count }`, count being the
+   * cgroup's oom_kill counter). Ends when the cgroup is removed (the container was deleted) or
+   * `signal` aborts.
+   * @throws {ContainerError} `Unsupported` without a cgroup or memory controller, `InvalidState` when the cgroup is gone
+   */
+  events(opts: { signal?: AbortSignal } = {}): AsyncIterable<OomEvent> {
+    const s = this.stored();
+    const cg = requireCgroup(s, 'watch events of');
+    try {
+      return cg.oomEvents(opts.signal ? { signal: opts.signal } : {});
+    } catch (e) {
+      throw cgroupFailure(this.id, 'watch events of', e);
+    }
+  }
+
+  /**
+   * Change the resource limits of a live (created, running or paused) container, like
+   * `runc update`: only the given fields are written (validated first: the OCI `linux.resources`
+   * schema, known keys only, no `devices`), and they are recorded in the stored config.
+   * @returns what was written and what this host does not enforce
+   * @throws {ContainerError} `InvalidArgument` naming the field, `InvalidState` when stopped,
+   *   `Unsupported` without a cgroup
+   */
+  update(resources: LinuxResources): ApplyResult {
+    const r = parseResources(resources);
+    const d = this.dirHandle();
+    d.lock();
+    try {
+      const s = this.stored();
+      const status = liveStatus(s, d);
+      if (status === 'stopped' || status === 'creating') {
+        throw new ContainerError('InvalidState', `cannot update container "${this.id}": it is ${status}`, {
+          id: this.id,
+        });
+      }
+      const cg = requireCgroup(s, 'update');
+      let result: ApplyResult;
+      try {
+        result = cg.update(r as CgroupResources);
+      } catch (e) {
+        throw cgroupFailure(this.id, 'update', e);
+      }
+      s.config = {
+        ...s.config,
+        linux: { ...s.config.linux, resources: mergeResources(s.config.linux?.resources ?? {}, r) },
+      };
+      d.write(s);
+      return result;
+    } finally {
+      d.unlock();
+    }
+  }
+
+  /**
    * Delete the container: its cgroup, its state. A running container needs
    * `force`, which kills it first. poststop hooks run last.
    */
@@ -485,6 +640,26 @@ export class Container {
   }
 }
 
+/**
+ * The executor's messages, with the clone's pid first: the executor (which
+ * reports the pid) and the process it cloned (which sends syncs) write to one
+ * socket, so a sync can overtake the pid. Syncs of the executor itself (before
+ * its clone) pass straight through.
+ */
+async function* pidFirst(e: ExecutorProcess): AsyncGenerator<ExecutorMessage> {
+  let havePid = false;
+  const held: ExecutorMessage[] = [];
+  for (let m = await e.next(); m; m = await e.next()) {
+    if (m.type === 'pid') {
+      havePid = true;
+      yield m;
+      yield* held.splice(0);
+    } else if (!havePid && m.type === 'sync' && m.id !== SYNC.TIMENS) held.push(m);
+    else yield m;
+  }
+  yield* held;
+}
+
 /** Whether this process may create the cgroup: every hierarchy's nearest existing ancestor is writable. */
 function cgroupWritable(cg: CgroupManager): boolean {
   return Object.values(cg.dirs()).every((dir) => {
@@ -509,6 +684,7 @@ function liveStatus(s: StoredState, d: StateDir): ContainerStatus {
   const start = processStartTime(s.pid);
   if (start === undefined || start !== s.pidStartTime) return 'stopped';
   if (s.status === 'creating') return 'creating';
+  if (cgroupFrozen(s)) return 'paused';
   if (existsSync(d.fifo)) return 'created';
   return 'running';
 }
@@ -684,6 +860,16 @@ async function launch(
   const syncFd = 3 + preserveFds + (mode === 'create' ? 1 : 0);
   validateIdMappings(config.linux?.uidMappings ?? [], 'linux.uidMappings');
   validateIdMappings(config.linux?.gidMappings ?? [], 'linux.gidMappings');
+  // A namespace to join must exist and be of its type, before anything is created.
+  for (const [i, ns] of (config.linux?.namespaces ?? []).entries()) {
+    if (!ns.path) continue;
+    try {
+      checkNamespacePath(ns.path, ns.type, `linux.namespaces[${i}].path`);
+    } catch (err) {
+      if (isNamespaceError(err)) throw new ContainerError('InvalidConfig', err.message, { cause: err });
+      throw err;
+    }
+  }
   const rootlessDeny =
     (process.geteuid?.() ?? 0) !== 0 &&
     (config.linux?.gidMappings ?? []).length === 1 &&
@@ -750,7 +936,7 @@ async function launch(
     const namespaces = (config.linux?.namespaces ?? []).filter((n) => !n.path).map((n) => n.type);
     let ready = false;
     let execDone = false;
-    for (let m = await e.next(); m; m = await e.next()) {
+    for await (const m of pidFirst(e)) {
       if (m.type === 'pid') {
         s.pid = m.pid;
         const st = processStartTime(m.pid);

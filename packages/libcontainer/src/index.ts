@@ -9,6 +9,15 @@
  * await container.delete();
  */
 
+export {
+  type ApplyResult,
+  type CgroupStats,
+  type OomEvent,
+  type RuncStats,
+  runcEventJSON,
+  runcStatsJSON,
+  toRuncStats,
+} from '@tsc/cgroups';
 export type { ExitInfo } from '@tsc/syscall';
 export {
   Container,
@@ -22,5 +31,6 @@ export {
   type RunningContainer,
 } from './container.js';
 export { ContainerError, type ContainerErrorCode, isContainerError } from './errors.js';
+export { parseResources, parseResourcesJSON } from './resources.js';
 export * from './spec/index.js';
 export { DEFAULT_ROOT, defaultRoot, validateId } from './state.js';

@@ -1,8 +1,9 @@
 import { Program, type Reg } from '@tsc/executor';
+import { joinOrder, namespaceKind } from '@tsc/namespaces';
 import { AT, CLONE, O, PR } from '@tsc/syscall';
+import { ContainerError } from '../errors.js';
 import type { Process } from '../spec/index.js';
 import { planExec, planProcess } from './init.js';
-import { joinOrder, NS_FILES } from './join.js';
 
 /** What `exec` needs to enter a running container. */
 export interface ExecContext {
@@ -18,6 +19,12 @@ export interface ExecContext {
   capLastCap: number;
   /** Whether setgroups(2) is allowed in the container's user namespace. Default true. */
   setgroups?: boolean;
+  /**
+   * Join the user namespace first (joinOrder): an unprivileged caller (rootless) may join the
+   * others only with the capabilities it has there. Default false: root joins in config order
+   * with mount last, so it can still join a namespace an ancestor user namespace owns.
+   */
+  userFirst?: boolean;
 }
 
 /**
@@ -29,20 +36,28 @@ export interface ExecContext {
  * got this program, so the new process is born there.
  */
 export function planExecIn(ctx: ExecContext): Program {
+  if (ctx.process.terminal) {
+    throw new ContainerError(
+      'Unsupported',
+      'process.terminal: terminals are not supported by this version of nsinit yet; set "terminal": false',
+    );
+  }
   const p = new Program();
   p.syscall('close_range', [ctx.syncFd + 1, 0xffffffff, 0], { what: 'close inherited fds' });
   p.syscall('prctl', [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'make the executor non-dumpable' });
-  const types = ctx.namespaces
-    .filter((t) => NS_FILES[t])
-    .sort((a, b) => Number(a === 'mount') - Number(b === 'mount'));
+  const types = ctx.userFirst
+    ? joinOrder(ctx.namespaces)
+    : ctx.namespaces
+        .filter((t) => namespaceKind(t))
+        .sort((a, b) => Number(a === 'mount') - Number(b === 'mount'));
   const fds: Reg[] = types.map((t) => {
     const r = p.reg();
-    const path = `/proc/${ctx.initPid}/ns/${NS_FILES[t]?.file}`;
+    const path = `/proc/${ctx.initPid}/ns/${namespaceKind(t)?.file}`;
     p.syscall('openat', [AT.FDCWD, path, O.RDONLY | O.CLOEXEC, 0], { what: `open ${path}`, out: r });
     return r;
   });
   types.forEach((t, i) => {
-    p.syscall('setns', [fds[i] as Reg, NS_FILES[t]?.flag ?? 0], {
+    p.syscall('setns', [fds[i] as Reg, namespaceKind(t)?.flag ?? 0], {
       what: `join the container's ${t} namespace`,
     });
     p.syscall('close', [fds[i] as Reg], { what: 'close namespace fd', onError: 'ignore' });

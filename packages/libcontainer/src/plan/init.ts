@@ -1,6 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { isAbsolute, join, posix } from 'node:path';
 import { type Label, Program, type Reg } from '@tsc/executor';
+import { joinRank, namespaceKind } from '@tsc/namespaces';
 import {
   AT,
   CAPABILITIES,
@@ -11,12 +12,13 @@ import {
   MS,
   O,
   PR,
+  RESOLVE,
   RLIMITS,
   S,
 } from '@tsc/syscall';
 import { ContainerError } from '../errors.js';
 import type { LinuxDevice, Mount, Process, RuntimeConfig } from '../spec/index.js';
-import { InRoot, TARGET_FD, TARGET_PATH } from './inroot.js';
+import { InRoot, openHow, TARGET_FD, TARGET_PATH } from './inroot.js';
 import { parseMountOptions, rootfsPropagationFlags } from './mountopts.js';
 
 /** Sync ids the init program stops at. */
@@ -61,18 +63,9 @@ export interface InitContext {
   capLastCap: number;
   /** Whether setgroups(2) is allowed (false in a user namespace with setgroups "deny"). Default true. */
   setgroups?: boolean;
+  /** The compiled linux.seccomp filter, if any. */
+  seccomp?: CompiledFilter | undefined;
 }
-
-const NS_FLAGS: Record<string, number> = {
-  pid: CLONE.NEWPID,
-  network: CLONE.NEWNET,
-  mount: CLONE.NEWNS,
-  ipc: CLONE.NEWIPC,
-  uts: CLONE.NEWUTS,
-  user: CLONE.NEWUSER,
-  cgroup: CLONE.NEWCGROUP,
-  time: CLONE.NEWTIME,
-};
 
 const DEFAULT_DEVICES: { path: string; major: number; minor: number }[] = [
   { path: '/dev/null', major: 1, minor: 3 },
@@ -109,7 +102,7 @@ export function namespacePlan(config: RuntimeConfig): {
   let create = 0;
   const join: { type: string; path: string }[] = [];
   for (const ns of config.linux?.namespaces ?? []) {
-    const flag = NS_FLAGS[ns.type];
+    const flag = namespaceKind(ns.type)?.flag;
     if (flag === undefined)
       throw new ContainerError('InvalidConfig', `linux.namespaces: unknown type "${ns.type}"`);
     if (ns.path) join.push({ type: ns.type, path: ns.path });
@@ -151,16 +144,19 @@ export function planInit(ctx: InitContext): Program {
   }
   const newUser = (ns.create & CLONE.NEWUSER) !== 0;
   const inUserns = newUser || ns.join.some((j) => j.type === 'user');
-  if (newUser && !(config.linux?.uidMappings?.length && config.linux?.gidMappings?.length)) {
+  // The message names the field at fault: uidMappings, or gidMappings when only that one is.
+  const uidMaps = config.linux?.uidMappings?.length ?? 0;
+  const gidMaps = config.linux?.gidMappings?.length ?? 0;
+  if (newUser && !(uidMaps && gidMaps)) {
     throw new ContainerError(
       'InvalidConfig',
-      'linux.uidMappings: a new user namespace needs uidMappings and gidMappings',
+      `linux.${uidMaps ? 'gid' : 'uid'}Mappings: a new user namespace needs uidMappings and gidMappings`,
     );
   }
-  if (!newUser && (config.linux?.uidMappings?.length || config.linux?.gidMappings?.length)) {
+  if (!newUser && (uidMaps || gidMaps)) {
     throw new ContainerError(
       'InvalidConfig',
-      'linux.uidMappings: mappings are given but no new user namespace is',
+      `linux.${uidMaps ? 'uid' : 'gid'}Mappings: mappings are given but no new user namespace is`,
     );
   }
   const newTime = (ns.create & CLONE.NEWTIME) !== 0;
@@ -184,12 +180,13 @@ export function planInit(ctx: InitContext): Program {
       return r;
     });
     // user first (the others may be owned by it), mount last (it changes how paths resolve).
-    const rank = (t: string) => (t === 'user' ? 0 : t === 'mount' ? 2 : 1);
     const order = ns.join
       .map((j, i) => ({ j, r: fds[i] as Reg }))
-      .sort((x, y) => rank(x.j.type) - rank(y.j.type));
+      .sort((x, y) => joinRank(x.j.type) - joinRank(y.j.type));
     for (const { j, r } of order) {
-      p.syscall('setns', [r, NS_FLAGS[j.type] as number], { what: `join ${j.type} namespace ${j.path}` });
+      p.syscall('setns', [r, namespaceKind(j.type)?.flag ?? 0], {
+        what: `join ${j.type} namespace ${j.path}`,
+      });
       p.syscall('close', [r], { what: 'close namespace fd', onError: 'ignore' });
     }
   }
@@ -314,8 +311,8 @@ export function planInit(ctx: InitContext): Program {
   }
   p.syscall('close', [TARGET_FD], { what: 'close mount target', onError: 'ignore' });
 
-  planProcess(p, proc, ctx.capLastCap, { setgroups: ctx.setgroups ?? true });
-  planExec(p, proc, { fifoFd: ctx.fifoFd, preserveFds: ctx.preserveFds });
+  planProcess(p, proc, ctx.capLastCap, { setgroups: ctx.setgroups ?? true, seccomp: ctx.seccomp });
+  planExec(p, proc, { fifoFd: ctx.fifoFd, preserveFds: ctx.preserveFds, seccomp: ctx.seccomp });
   return p;
 }
 
@@ -502,6 +499,16 @@ function planDevices(
       onError: 'ignore',
       errno: Errno.EEXIST,
     });
+    // A node the rootfs already had (EEXIST above) must not be a symlink: masked paths are
+    // covered with /dev/null, and a /dev/null -> /proc/keys from the image would "mask" them
+    // with that file instead (CVE-2025-31133).
+    const how = openHow(O.PATH | O.CLOEXEC, RESOLVE.NO_SYMLINKS);
+    const node = p.reg();
+    p.syscall('openat2', [dirReg, name, how, how.length], {
+      what: `${what}: check that it is not a symlink`,
+      out: node,
+    });
+    p.syscall('close', [node], { what: 'close', onError: 'ignore' });
     p.syscall('fchownat', [dirReg, name, d.uid ?? 0, d.gid ?? 0, AT.SYMLINK_NOFOLLOW], {
       what: `chown ${d.path}`,
     });
@@ -595,7 +602,7 @@ export function planProcess(
   p: Program,
   proc: Process,
   capLastCap: number,
-  opts: { setgroups: boolean } = { setgroups: true },
+  opts: { setgroups: boolean; seccomp?: CompiledFilter | undefined } = { setgroups: true },
 ): void {
   p.syscall('umask', [proc.user.umask ?? 0o022], { what: 'umask' });
   for (const [i, rl] of (proc.rlimits ?? []).entries()) {
@@ -625,6 +632,8 @@ export function planProcess(
       });
     }
   }
+  // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before the uid switch (runc's order).
+  if (opts.seccomp && !proc.noNewPrivileges) planSeccomp(p, opts.seccomp);
   const uid = proc.user.uid;
   const gid = proc.user.gid;
   p.syscall('prctl', [PR.SET_KEEPCAPS, 1, 0, 0, 0], { what: 'keep capabilities across setuid' });
@@ -675,7 +684,7 @@ export function planProcess(
 export function planExec(
   p: Program,
   proc: Process,
-  opts: { fifoFd: number | undefined; preserveFds: number },
+  opts: { fifoFd: number | undefined; preserveFds: number; seccomp?: CompiledFilter | undefined },
 ): void {
   const env = [...(proc.env ?? [])];
   if (!env.some((e) => e.startsWith('HOME='))) env.push('HOME=/');
@@ -707,7 +716,27 @@ export function planExec(
     p.syscall('close_range', [3 + opts.preserveFds, 0xffffffff, CLOSE_RANGE.CLOEXEC], {
       what: 'mark fds close-on-exec',
     });
+    // With no_new_privs the filter goes last, so only execve has to pass it (crun's order).
+    if (opts.seccomp && proc.noNewPrivileges) planSeccomp(p, opts.seccomp);
     p.syscall('execve', [cand, argv, envp], { what: `exec ${cand}` });
     if (!last) p.place(next);
+  });
+}
+
+/** A seccomp filter compiled to classic BPF (struct sock_filter[]) and its SECCOMP_FILTER_FLAG_* flags. */
+export interface CompiledFilter {
+  filter: Buffer;
+  flags: number;
+}
+
+/** seccomp(SECCOMP_SET_MODE_FILTER, flags, &sock_fprog). */
+function planSeccomp(p: Program, f: CompiledFilter): void {
+  const insns = p.data(f.filter);
+  const prog = Buffer.alloc(16);
+  prog.writeUInt16LE(f.filter.length / 8, 0);
+  const progRef = p.data(prog);
+  p.pointerAt(progRef, 8, insns);
+  p.syscall('seccomp', [1 /* SECCOMP_SET_MODE_FILTER */, f.flags, progRef], {
+    what: `load the seccomp filter (${f.filter.length / 8} instructions)`,
   });
 }

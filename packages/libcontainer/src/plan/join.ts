@@ -1,24 +1,9 @@
 import { Program, type Reg } from '@tsc/executor';
-import { AT, CLONE, CLOSE_RANGE, O, PR } from '@tsc/syscall';
+import { namespaceKind } from '@tsc/namespaces';
+import { AT, CLOSE_RANGE, O, PR } from '@tsc/syscall';
 import { execCandidates } from './init.js';
 
-/** /proc/<pid>/ns/<file> names and setns flags of each OCI namespace type. */
-export const NS_FILES: Record<string, { file: string; flag: number }> = {
-  user: { file: 'user', flag: CLONE.NEWUSER },
-  pid: { file: 'pid', flag: CLONE.NEWPID },
-  network: { file: 'net', flag: CLONE.NEWNET },
-  mount: { file: 'mnt', flag: CLONE.NEWNS },
-  ipc: { file: 'ipc', flag: CLONE.NEWIPC },
-  uts: { file: 'uts', flag: CLONE.NEWUTS },
-  cgroup: { file: 'cgroup', flag: CLONE.NEWCGROUP },
-  time: { file: 'time', flag: CLONE.NEWTIME },
-};
-
-/** Join order: user first (the others may be owned by it), mount last (it changes how paths resolve). */
-export function joinOrder(types: readonly string[]): string[] {
-  const rank = (t: string) => (t === 'user' ? 0 : t === 'mount' ? 2 : 1);
-  return types.filter((t) => NS_FILES[t]).sort((a, b) => rank(a) - rank(b));
-}
+export { joinOrder, NS_FILES } from '@tsc/namespaces';
 
 /** What to exec once inside. */
 export interface JoinExec {
@@ -38,16 +23,16 @@ export function planJoin(pid: number, types: readonly string[], syncFd: number, 
   p.syscall('close_range', [syncFd + 1, 0xffffffff, 0], { what: 'close inherited fds' });
   p.syscall('prctl', [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'make the executor non-dumpable' });
   const known = types
-    .filter((t) => NS_FILES[t])
+    .filter((t) => namespaceKind(t))
     .sort((a, b) => Number(a === 'mount') - Number(b === 'mount'));
   const fds: Reg[] = known.map((t) => {
     const r = p.reg();
-    const path = `/proc/${pid}/ns/${NS_FILES[t]?.file}`;
+    const path = `/proc/${pid}/ns/${namespaceKind(t)?.file}`;
     p.syscall('openat', [AT.FDCWD, path, O.RDONLY | O.CLOEXEC, 0], { what: `open ${path}`, out: r });
     return r;
   });
   known.forEach((t, i) => {
-    p.syscall('setns', [fds[i] as Reg, NS_FILES[t]?.flag ?? 0], {
+    p.syscall('setns', [fds[i] as Reg, namespaceKind(t)?.flag ?? 0], {
       what: `join the container's ${t} namespace`,
     });
     p.syscall('close', [fds[i] as Reg], { what: 'close namespace fd', onError: 'ignore' });
