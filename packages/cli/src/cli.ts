@@ -1,5 +1,6 @@
 import { isContainerError } from '@tsc/libcontainer';
 import { Command, CommanderError } from 'commander';
+import { register as cgroups } from './commands/cgroups.js';
 import { register as exec } from './commands/exec.js';
 import { register as inspect } from './commands/inspect.js';
 import { register as lifecycle } from './commands/lifecycle.js';
@@ -33,6 +34,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   lifecycle(program);
   exec(program);
   inspect(program);
+  cgroups(program);
 
   program.hook('preAction', (_this, action) => {
     if ((action.optsWithGlobals() as { systemdCgroup?: boolean }).systemdCgroup) {

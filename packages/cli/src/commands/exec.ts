@@ -103,17 +103,27 @@ export function register(program: Command): void {
       const proc = execProcess(c.config().process, args, f);
       const opts: { preserveFds: number; pidFile?: string } = { preserveFds: f.preserveFds };
       if (f.pidFile) opts.pidFile = f.pidFile;
-      const { pid, exited } = await c.exec(proc, opts);
-      if (f.detach) process.exit(0);
+      // Listen before the process exists: a signal that arrives while it is being set up is held
+      // and forwarded once it runs (without this, SIGTERM then killed nsinit and orphaned it).
+      let target = 0;
+      const held: NodeJS.Signals[] = [];
       const forward = (sig: NodeJS.Signals) => {
+        if (!target) {
+          held.push(sig);
+          return;
+        }
         try {
-          process.kill(pid, sig);
+          process.kill(target, sig);
         } catch {
           // gone already
         }
       };
       const sigs = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const;
-      for (const s of sigs) process.on(s, forward);
+      if (!f.detach) for (const s of sigs) process.on(s, forward);
+      const { pid, exited } = await c.exec(proc, opts);
+      if (f.detach) process.exit(0);
+      target = pid;
+      for (const s of held.splice(0)) forward(s);
       const r = await exited;
       process.exit(r.status);
     });
