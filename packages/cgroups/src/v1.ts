@@ -332,7 +332,11 @@ function planCpu(plan: Plan, dir: string, c: NormalizedResources['cpu']): void {
     else skip(plan, 'cpu.idle', 'cpu.idle does not exist on this kernel (needs Linux 5.15)');
   };
   if (c.idle === 0) idle();
-  if (c.shares !== undefined) {
+  // An idle group has no weight: with idle 1 the shares are meaningless, and a
+  // group that is idle already refuses them (EINVAL), so they are not written.
+  if (c.shares !== undefined && c.idle === 1) {
+    skip(plan, 'cpu.shares', 'an idle cgroup (cpu.idle 1) has no weight');
+  } else if (c.shares !== undefined) {
     const shares = c.shares;
     write(plan, 'cpu.shares', dir, 'cpu.shares', String(shares), {
       check: (file) => {
