@@ -69,11 +69,13 @@ async function run(p: Program, opts: SpawnOptions = {}) {
 
 /** Feed raw bytes to an executor (for programs the builder would never make). */
 async function runRaw(bytes: Buffer) {
-  const child: ChildProcess = spawn(executorImage(), ['3'], {
+  const memfd = executorImage();
+  const child: ChildProcess = spawn(`/proc/self/fd/${memfd}`, ['3'], {
     argv0: 'nsinit-executor',
     stdio: ['ignore', 'pipe', 'ignore', 'pipe'],
     env: {},
   });
+  closeFd(memfd);
   const sock = child.stdio[3] as Socket;
   const received: Buffer[] = [];
   sock.on('data', (c: Buffer) => received.push(c));
