@@ -938,15 +938,14 @@ describe.skipIf(notRoot)(`known container escapes${notRoot ? ` (${skipUnlessRoot
       expect(out.lines()).toEqual(['', '1']);
     });
 
-    // KNOWN ESCAPE (see the report): someone who can write to the rootfs while the container is
-    // created (a volume shared with another container, as in CVE-2019-19921 and CVE-2021-30465)
-    // exchanges the proc mount point for a symlink to an empty directory right after the proc
-    // mount (here timed by inotify on the cwd the runtime creates next). After pivot_root, every
-    // readonlyPaths/maskedPaths entry under /proc is looked up by name, finds nothing and is
-    // skipped as "missing"; the container starts with a writable /proc/sys of the host kernel
-    // (kernel.core_pattern: code execution as host root) and unmasked /proc files. Needs the mount
-    // fd of the proc instance (fsmount/move_mount) and fd-based remounts; remove `.fails` then.
-    it.fails('KNOWN ESCAPE: /proc exchanged for a symlink after the proc mount skips readonly and masked paths', async () => {
+    // Someone who can write to the rootfs while the container is created (a volume shared with
+    // another container, as in CVE-2019-19921 and CVE-2021-30465) exchanges the proc mount point
+    // for a symlink to an empty directory right after the proc mount (here timed by inotify on
+    // the cwd the runtime creates next). Read-only and masked paths under /proc must still be
+    // applied: they are resolved through the fd of the proc mount (fsmount), before pivot_root,
+    // never by name; otherwise the container would get a writable /proc/sys of the host kernel
+    // (kernel.core_pattern: code execution as host root) and unmasked /proc files.
+    it('/proc exchanged for a symlink after the proc mount: read-only and masked paths still apply', async () => {
       const trigger = `tsc-trigger-${process.pid}`;
       const b = fx.makeBundle({
         args: [

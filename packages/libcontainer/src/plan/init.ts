@@ -228,11 +228,16 @@ export function planInit(ctx: InitContext): Program {
 
   const mounts = config.mounts ?? [];
   const deferredRo: { dest: string; flags: number; data: string }[] = [];
+  // proc and sysfs mounts, by destination, with an fd of each mount's root: everything
+  // done in them later (sysctls, read-only and masked paths) goes through that fd, never
+  // through a path in the rootfs that the container could rename meanwhile.
+  const fsMounts = new Map<string, Reg>();
   let devBound = false;
   mounts.forEach((m, i) => {
     const later = mounts.slice(i + 1).some((n) => isUnder(n.destination, m.destination));
     const r = planMount(p, inRoot, ctx, m, `mounts[${i}]`, later);
     if (r.deferRo) deferredRo.push({ dest: m.destination, flags: r.flags, data: r.data });
+    if (r.mnt) fsMounts.set(posix.normalize(m.destination), r.mnt);
     if (posix.normalize(m.destination) === '/dev' && r.bind) devBound = true;
   });
 
@@ -241,6 +246,49 @@ export function planInit(ctx: InitContext): Program {
     const r = inRoot.ensure(proc.cwd, 'dir', `create cwd ${proc.cwd}`);
     p.syscall('close', [r], { what: 'close cwd', onError: 'ignore' });
   }
+  // Still before pivot_root: paths resolve through fds (the rootfs, or a proc/sysfs
+  // mount), and /proc/self/fd/N is the host's /proc, which the container cannot touch.
+  const within = (path: string): { root: InRoot; rel: string } => {
+    const norm = posix.normalize(path);
+    for (const [dest, mnt] of fsMounts) {
+      if (norm === dest || isUnder(norm, dest))
+        return { root: new InRoot(p, mnt), rel: `/${posix.relative(dest, norm)}` };
+    }
+    return { root: inRoot, rel: norm };
+  };
+  const procMnt = fsMounts.get('/proc');
+  for (const [key, value] of Object.entries(config.linux?.sysctl ?? {})) {
+    const fd = p.reg();
+    const rel = `sys/${key.replaceAll('.', '/')}`;
+    const what = `sysctl ${key}: open /proc/${rel}`;
+    if (procMnt) {
+      const how = openHow(O.WRONLY | O.TRUNC | O.CLOEXEC, RESOLVE.BENEATH | RESOLVE.NO_SYMLINKS);
+      p.syscall('openat2', [procMnt, rel, how, how.length], { what, out: fd });
+    } else {
+      p.syscall('openat', [AT.FDCWD, `/proc/${rel}`, O.WRONLY | O.TRUNC | O.CLOEXEC, 0], { what, out: fd });
+    }
+    p.syscall('write', [fd, Buffer.from(value), Buffer.byteLength(value)], {
+      what: `sysctl ${key}=${value}`,
+    });
+    p.syscall('close', [fd], { what: 'close sysctl', onError: 'ignore' });
+  }
+  for (const path of config.linux?.readonlyPaths ?? []) {
+    const w = within(path);
+    planReadonly(p, w.root, w.rel, path);
+  }
+  for (const path of config.linux?.maskedPaths ?? []) {
+    const w = within(path);
+    planMask(p, w.root, w.rel, path);
+  }
+  for (const d of deferredRo.reverse()) {
+    const r = inRoot.open(d.dest, `remount ${d.dest} read-only: open`);
+    inRoot.pin(r, `remount ${d.dest} read-only: pin`);
+    p.syscall('mount', [null, TARGET_PATH, null, MS.BIND | MS.REMOUNT | MS.RDONLY | d.flags, null], {
+      what: `remount ${d.dest} read-only`,
+    });
+  }
+  for (const mnt of fsMounts.values())
+    p.syscall('close', [mnt], { what: 'close mount fd', onError: 'ignore' });
   p.syscall('close', [TARGET_FD], { what: 'close mount target', onError: 'ignore' });
 
   p.sync(SYNC.MOUNTS, { what: 'run prestart, createRuntime and createContainer hooks' });
@@ -271,8 +319,7 @@ export function planInit(ctx: InitContext): Program {
     });
   }
 
-  // --- After the jail: everything is resolved against the container's root ---
-  const newRoot = new InRoot(p, AT.FDCWD);
+  // --- After the jail: nothing below is looked up by a path in the rootfs but / ---
   if (config.hostname !== undefined && ns.create & CLONE.NEWUTS) {
     p.syscall('sethostname', [config.hostname, Buffer.byteLength(config.hostname)], {
       what: `sethostname ${config.hostname}`,
@@ -283,34 +330,11 @@ export function planInit(ctx: InitContext): Program {
       what: `setdomainname ${config.domainname}`,
     });
   }
-  for (const [key, value] of Object.entries(config.linux?.sysctl ?? {})) {
-    const fd = p.reg();
-    const file = `/proc/sys/${key.replaceAll('.', '/')}`;
-    p.syscall('openat', [AT.FDCWD, file, O.WRONLY | O.TRUNC | O.CLOEXEC, 0], {
-      what: `sysctl ${key}: open ${file}`,
-      out: fd,
-    });
-    p.syscall('write', [fd, Buffer.from(value), Buffer.byteLength(value)], {
-      what: `sysctl ${key}=${value}`,
-    });
-    p.syscall('close', [fd], { what: 'close sysctl', onError: 'ignore' });
-  }
-  for (const path of config.linux?.readonlyPaths ?? []) planReadonly(p, newRoot, path);
-  for (const path of config.linux?.maskedPaths ?? []) planMask(p, newRoot, path);
-  for (const d of deferredRo.reverse()) {
-    const r = newRoot.open(d.dest, `remount ${d.dest} read-only: open`);
-    newRoot.pin(r, `remount ${d.dest} read-only: pin`);
-    p.syscall('mount', [null, TARGET_PATH, null, MS.BIND | MS.REMOUNT | MS.RDONLY | d.flags, null], {
-      what: `remount ${d.dest} read-only`,
-    });
-  }
   if (config.root?.readonly) {
     p.syscall('mount', [null, '/', null, MS.BIND | MS.REMOUNT | MS.RDONLY, null], {
       what: 'remount / read-only',
     });
   }
-  p.syscall('close', [TARGET_FD], { what: 'close mount target', onError: 'ignore' });
-
   planProcess(p, proc, ctx.capLastCap, { setgroups: ctx.setgroups ?? true, seccomp: ctx.seccomp });
   planExec(p, proc, { fifoFd: ctx.fifoFd, preserveFds: ctx.preserveFds, seccomp: ctx.seccomp });
   return p;
@@ -336,7 +360,7 @@ function planMount(
   m: Mount,
   field: string,
   hasSubmounts: boolean,
-): { deferRo: boolean; flags: number; data: string; bind: boolean } {
+): { deferRo: boolean; flags: number; data: string; bind: boolean; mnt?: Reg } {
   const dest = m.destination;
   if (!dest.startsWith('/'))
     throw new ContainerError('InvalidConfig', `${field}.destination: must be absolute`);
@@ -396,6 +420,10 @@ function planMount(
   const strict = type === 'proc' || type === 'sysfs';
   const r = inRoot.ensure(dest, 'dir', what, { noSymlinks: strict });
   inRoot.pin(r, what);
+  if (strict) {
+    const mnt = planFsMount(p, type, o, what);
+    return { deferRo: false, flags: 0, data: '', bind: false, mnt };
+  }
   const deferRo = (o.flags & MS.RDONLY) !== 0 && hasSubmounts;
   const flags = deferRo ? o.flags & ~MS.RDONLY : o.flags;
   p.syscall('mount', [m.source ?? type, TARGET_PATH, type, flags, o.data || null], { what });
@@ -407,6 +435,43 @@ function planMount(
     }
   }
   return { deferRo, flags: flags & (MS.NOSUID | MS.NODEV | MS.NOEXEC), data: o.data, bind: false };
+}
+
+/**
+ * Mount a proc or sysfs with the new mount API (fsopen, fsconfig, fsmount) and
+ * move it onto the pinned target fd: no path is involved, and the mount fd that
+ * is returned keeps reaching this mount whatever the container renames.
+ */
+function planFsMount(p: Program, type: string, o: ReturnType<typeof parseMountOptions>, what: string): Reg {
+  const fsfd = p.reg();
+  const mnt = p.reg();
+  p.syscall('fsopen', [type, 1 /* FSOPEN_CLOEXEC */], { what: `${what}: fsopen`, out: fsfd });
+  for (const opt of o.data ? o.data.split(',') : []) {
+    const eq = opt.indexOf('=');
+    if (eq < 0)
+      p.syscall('fsconfig', [fsfd, 0 /* SET_FLAG */, opt, null, 0], { what: `${what}: option ${opt}` });
+    else {
+      p.syscall('fsconfig', [fsfd, 1 /* SET_STRING */, opt.slice(0, eq), opt.slice(eq + 1), 0], {
+        what: `${what}: option ${opt}`,
+      });
+    }
+  }
+  p.syscall('fsconfig', [fsfd, 6 /* CMD_CREATE */, null, null, 0], { what: `${what}: create` });
+  let attr = 0;
+  if (o.flags & MS.RDONLY) attr |= 0x1;
+  if (o.flags & MS.NOSUID) attr |= 0x2;
+  if (o.flags & MS.NODEV) attr |= 0x4;
+  if (o.flags & MS.NOEXEC) attr |= 0x8;
+  if (o.flags & MS.NOATIME) attr |= 0x10;
+  else if (o.flags & MS.STRICTATIME) attr |= 0x20;
+  if (o.flags & MS.NODIRATIME) attr |= 0x80;
+  p.syscall('fsmount', [fsfd, 1 /* FSMOUNT_CLOEXEC */, attr], { what: `${what}: fsmount`, out: mnt });
+  p.syscall('close', [fsfd], { what: `${what}: close fs context`, onError: 'ignore' });
+  p.syscall('move_mount', [mnt, '', TARGET_FD, '', 0x4 | 0x40 /* F_EMPTY_PATH | T_EMPTY_PATH */], { what });
+  for (const prop of o.propagation) {
+    p.syscall('mount', [null, TARGET_PATH, null, prop, null], { what: `${what}: set propagation` });
+  }
+  return mnt;
 }
 
 function planCgroupMount(
@@ -534,10 +599,10 @@ function planDevices(
   p.syscall('close', [dev], { what: 'close', onError: 'ignore' });
 }
 
-function planReadonly(p: Program, root: InRoot, path: string): void {
+function planReadonly(p: Program, root: InRoot, rel: string, path: string): void {
   const skip = p.label();
   const r = p.reg();
-  root.open(path, `readonly path ${path}: open`, { out: r });
+  root.open(rel, `readonly path ${path}: open`, { out: r });
   // The open above fails for a missing path: that is fine (runc ignores it).
   retarget(p, skip, Errno.ENOENT);
   root.pin(r, `readonly path ${path}`);
@@ -545,7 +610,7 @@ function planReadonly(p: Program, root: InRoot, path: string): void {
     what: `bind ${path} for read-only`,
   });
   const again = p.reg();
-  root.open(path, `readonly path ${path}: reopen`, { out: again });
+  root.open(rel, `readonly path ${path}: reopen`, { out: again });
   root.pin(again, `readonly path ${path}`);
   p.syscall(
     'mount',
@@ -563,14 +628,15 @@ function planReadonly(p: Program, root: InRoot, path: string): void {
   p.place(skip);
 }
 
-function planMask(p: Program, root: InRoot, path: string): void {
+function planMask(p: Program, root: InRoot, rel: string, path: string): void {
   const skip = p.label();
   const asDir = p.label();
   const r = p.reg();
-  root.open(path, `masked path ${path}: open`, { out: r });
+  root.open(rel, `masked path ${path}: open`, { out: r });
   retarget(p, skip, Errno.ENOENT);
   root.pin(r, `masked path ${path}`);
-  // A file is covered with /dev/null, a directory with an empty read-only tmpfs.
+  // A file is covered with /dev/null (the host's: we are not in the rootfs yet),
+  // a directory with an empty read-only tmpfs.
   p.syscall('mount', ['/dev/null', TARGET_PATH, null, MS.BIND, null], {
     what: `mask ${path} with /dev/null`,
     onError: { skipTo: asDir },
