@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_pkgs=(busybox-static gcc libc6-dev make file iproute2 util-linux uidmap crun runc hyperfine strace qemu-system-x86 cpio)
+need_pkgs=(busybox-static gcc libc6-dev make file iproute2 util-linux uidmap crun runc hyperfine strace qemu-system-x86 cpio libseccomp-dev)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -31,6 +31,7 @@ import {
   spawnExecutor,
 } from '@tsc/executor';
 import { checkNamespacePath, isNamespaceError } from '@tsc/namespaces';
+import { compileSeccomp, SeccompError } from '@tsc/seccomp';
 import {
   AT,
   call,
@@ -47,7 +48,7 @@ import { ContainerError, isContainerError } from './errors.js';
 import { type HookState, runContainerHooks, runHostHooks } from './hooks.js';
 import { cgroupResources } from './plan/devices.js';
 import { planExecIn } from './plan/exec.js';
-import { type CgroupBind, planInit, SYNC } from './plan/init.js';
+import { type CgroupBind, type CompiledFilter, planInit, SYNC } from './plan/init.js';
 import { waitChild } from './reaper.js';
 import { mergeResources, parseResources } from './resources.js';
 import {
@@ -390,6 +391,7 @@ export class Container {
       preserveFds,
       capLastCap: capLastCap(),
       setgroups: readSetgroups(s.pid) !== 'deny',
+      seccomp: compileFilter(s.config, undefined),
       userFirst: (process.geteuid?.() ?? 0) !== 0,
     });
     const cg = cgroupOf(s);
@@ -689,6 +691,19 @@ function liveStatus(s: StoredState, d: StateDir): ContainerStatus {
   return 'running';
 }
 
+/** Compile linux.seccomp (if any) to BPF; a bad profile is an InvalidConfig naming the rule. */
+function compileFilter(config: RuntimeConfig, onWarning?: (m: string) => void): CompiledFilter | undefined {
+  const section = config.linux?.seccomp;
+  if (!section) return undefined;
+  try {
+    const r = compileSeccomp(section, onWarning ? { onWarning } : {});
+    return { filter: r.filter, flags: r.flags };
+  } catch (e) {
+    if (e instanceof SeccompError) throw new ContainerError('InvalidConfig', e.message, { cause: e });
+    throw e;
+  }
+}
+
 function readSetgroups(pid: number): string {
   try {
     return readFileSync(`/proc/${pid}/setgroups`, 'utf8').trim();
@@ -874,8 +889,10 @@ async function launch(
     (process.geteuid?.() ?? 0) !== 0 &&
     (config.linux?.gidMappings ?? []).length === 1 &&
     config.linux?.gidMappings?.[0]?.size === 1;
+  const seccomp = compileFilter(config, opts.onWarning);
   // Plan first: a config the planner rejects creates nothing.
   const program = planInit({
+    seccomp,
     setgroups: !rootlessDeny,
     config,
     rootfs,

@@ -18,6 +18,7 @@ export {
   runcStatsJSON,
   toRuncStats,
 } from '@tsc/cgroups';
+export { defaultProfile as defaultSeccompProfile, nativeArch } from '@tsc/seccomp';
 export type { ExitInfo } from '@tsc/syscall';
 export {
   Container,

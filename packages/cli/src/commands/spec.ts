@@ -1,6 +1,6 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultSpec } from '@tsc/libcontainer';
+import { defaultSeccompProfile, defaultSpec, nativeArch, parseConfig } from '@tsc/libcontainer';
 import type { Command } from 'commander';
 import { UsageError } from '../context.js';
 
@@ -14,6 +14,20 @@ export function register(program: Command): void {
       const file = join(opts.bundle, 'config.json');
       if (existsSync(file)) throw new UsageError(`File ${file} exists. Remove it first`);
       const spec = defaultSpec({ rootless: opts.rootless === true });
+      // runc's default config plus a seccomp profile with the effect of Docker's default,
+      // for the capabilities the config grants.
+      const arch = nativeArch();
+      if (spec.linux && (arch === 'x86_64' || arch === 'aarch64')) {
+        spec.linux.seccomp = parseConfig({
+          ...spec,
+          linux: {
+            ...spec.linux,
+            seccomp: defaultSeccompProfile(arch, {
+              capabilities: spec.process?.capabilities?.bounding ?? [],
+            }),
+          },
+        }).linux?.seccomp;
+      }
       writeFileSync(file, `${JSON.stringify(spec, null, '\t')}\n`, { mode: 0o666 });
     });
 }

@@ -3,7 +3,7 @@ import { joinOrder, namespaceKind } from '@tsc/namespaces';
 import { AT, CLONE, O, PR } from '@tsc/syscall';
 import { ContainerError } from '../errors.js';
 import type { Process } from '../spec/index.js';
-import { planExec, planProcess } from './init.js';
+import { type CompiledFilter, planExec, planProcess } from './init.js';
 
 /** What `exec` needs to enter a running container. */
 export interface ExecContext {
@@ -25,6 +25,8 @@ export interface ExecContext {
    * with mount last, so it can still join a namespace an ancestor user namespace owns.
    */
   userFirst?: boolean;
+  /** The container's compiled seccomp filter: exec'd processes get it too. */
+  seccomp?: CompiledFilter | undefined;
 }
 
 /**
@@ -64,7 +66,7 @@ export function planExecIn(ctx: ExecContext): Program {
   });
   p.clone(CLONE.PARENT, 'report', { what: 'fork into the container' });
   p.syscall('setsid', [], { what: 'setsid' });
-  planProcess(p, ctx.process, ctx.capLastCap, { setgroups: ctx.setgroups ?? true });
-  planExec(p, ctx.process, { fifoFd: undefined, preserveFds: ctx.preserveFds });
+  planProcess(p, ctx.process, ctx.capLastCap, { setgroups: ctx.setgroups ?? true, seccomp: ctx.seccomp });
+  planExec(p, ctx.process, { fifoFd: undefined, preserveFds: ctx.preserveFds, seccomp: ctx.seccomp });
   return p;
 }
