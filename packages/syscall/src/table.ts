@@ -83,6 +83,7 @@ export const SYSCALLS = {
   prlimit64: def('prlimit64', 302, 261, ['int', 'int', 'buf', 'buf']),
   setns: def('setns', 308, 268, ['int', 'int']),
   seccomp: def('seccomp', 317, 277, ['int', 'int', 'buf']),
+  sched_setattr: def('sched_setattr', 314, 274, ['int', 'buf', 'int']),
   memfd_create: def('memfd_create', 319, 279, ['str', 'int']),
   bpf: def('bpf', 321, 280, ['int', 'buf', 'int']),
   execveat: def('execveat', 322, 281, ['int', 'str', 'buf', 'buf', 'int']),

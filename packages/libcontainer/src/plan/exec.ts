@@ -44,6 +44,12 @@ export function planExecIn(ctx: ExecContext): Program {
       'process.terminal: terminals are not supported by this version of nsinit yet; set "terminal": false',
     );
   }
+  if (ctx.process.apparmorProfile || ctx.process.selinuxLabel) {
+    throw new ContainerError(
+      'Unsupported',
+      'exec: process.apparmorProfile and process.selinuxLabel are not supported for exec yet',
+    );
+  }
   const p = new Program();
   p.syscall('close_range', [ctx.syncFd + 1, 0xffffffff, 0], { what: 'close inherited fds' });
   p.syscall('prctl', [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'make the executor non-dumpable' });

@@ -159,6 +159,7 @@ export function planInit(ctx: InitContext): Program {
       `linux.${uidMaps ? 'uid' : 'gid'}Mappings: mappings are given but no new user namespace is`,
     );
   }
+  checkSysctls(config);
   const newTime = (ns.create & CLONE.NEWTIME) !== 0;
   if (config.linux?.timeOffsets && !newTime) {
     throw new ContainerError('InvalidConfig', 'linux.timeOffsets: needs a new time namespace');
@@ -335,7 +336,11 @@ export function planInit(ctx: InitContext): Program {
       what: 'remount / read-only',
     });
   }
-  planProcess(p, proc, ctx.capLastCap, { setgroups: ctx.setgroups ?? true, seccomp: ctx.seccomp });
+  planProcess(p, proc, ctx.capLastCap, {
+    setgroups: ctx.setgroups ?? true,
+    seccomp: ctx.seccomp,
+    personality: config.linux?.personality,
+  });
   planExec(p, proc, { fifoFd: ctx.fifoFd, preserveFds: ctx.preserveFds, seccomp: ctx.seccomp });
   return p;
 }
@@ -668,7 +673,11 @@ export function planProcess(
   p: Program,
   proc: Process,
   capLastCap: number,
-  opts: { setgroups: boolean; seccomp?: CompiledFilter | undefined } = { setgroups: true },
+  opts: {
+    setgroups: boolean;
+    seccomp?: CompiledFilter | undefined;
+    personality?: { domain: string; flags?: string[] | undefined } | undefined;
+  } = { setgroups: true },
 ): void {
   p.syscall('umask', [proc.user.umask ?? 0o022], { what: 'umask' });
   for (const [i, rl] of (proc.rlimits ?? []).entries()) {
@@ -685,6 +694,7 @@ export function planProcess(
   if (proc.noNewPrivileges)
     p.syscall('prctl', [PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0], { what: 'set no_new_privs' });
 
+  planScheduling(p, proc, opts.personality);
   const caps = proc.capabilities ?? {};
   const bounding = capMask(caps.bounding, 'process.capabilities.bounding');
   const effective = capMask(caps.effective, 'process.capabilities.effective');
@@ -805,4 +815,140 @@ function planSeccomp(p: Program, f: CompiledFilter): void {
   p.syscall('seccomp', [1 /* SECCOMP_SET_MODE_FILTER */, f.flags, progRef], {
     what: `load the seccomp filter (${f.filter.length / 8} instructions)`,
   });
+}
+
+const SCHED_POLICIES: Record<string, number> = {
+  SCHED_OTHER: 0,
+  SCHED_FIFO: 1,
+  SCHED_RR: 2,
+  SCHED_BATCH: 3,
+  SCHED_ISO: 4,
+  SCHED_IDLE: 5,
+  SCHED_DEADLINE: 6,
+};
+const SCHED_FLAGS: Record<string, number> = {
+  SCHED_FLAG_RESET_ON_FORK: 0x1,
+  SCHED_FLAG_RECLAIM: 0x2,
+  SCHED_FLAG_DL_OVERRUN: 0x4,
+  SCHED_FLAG_KEEP_POLICY: 0x8,
+  SCHED_FLAG_KEEP_PARAMS: 0x10,
+  SCHED_FLAG_UTIL_CLAMP_MIN: 0x20,
+  SCHED_FLAG_UTIL_CLAMP_MAX: 0x40,
+};
+const IOPRIO_CLASSES: Record<string, number> = {
+  IOPRIO_CLASS_RT: 1,
+  IOPRIO_CLASS_BE: 2,
+  IOPRIO_CLASS_IDLE: 3,
+};
+
+/** process.scheduler (sched_setattr), process.ioPriority (ioprio_set), linux.personality. */
+function planScheduling(
+  p: Program,
+  proc: Process,
+  personality: { domain: string; flags?: string[] | undefined } | undefined,
+): void {
+  const sch = proc.scheduler;
+  if (sch) {
+    const a = Buffer.alloc(56);
+    a.writeUInt32LE(56, 0);
+    a.writeUInt32LE(SCHED_POLICIES[sch.policy] ?? 0, 4);
+    let flags = 0;
+    for (const f of sch.flags ?? []) flags |= SCHED_FLAGS[f] ?? 0;
+    a.writeBigUInt64LE(BigInt(flags), 8);
+    a.writeInt32LE(sch.nice ?? 0, 16);
+    a.writeUInt32LE(sch.priority ?? 0, 20);
+    a.writeBigUInt64LE(BigInt(sch.runtime ?? 0), 24);
+    a.writeBigUInt64LE(BigInt(sch.deadline ?? 0), 32);
+    a.writeBigUInt64LE(BigInt(sch.period ?? 0), 40);
+    p.syscall('sched_setattr', [0, a, 0], { what: `set scheduler ${sch.policy}` });
+  }
+  const io = proc.ioPriority;
+  if (io) {
+    const value = ((IOPRIO_CLASSES[io.class] ?? 0) << 13) | io.priority;
+    p.syscall('ioprio_set', [1 /* IOPRIO_WHO_PROCESS */, 0, value], {
+      what: `set I/O priority ${io.class} ${io.priority}`,
+    });
+  }
+  if (personality) {
+    if (personality.flags?.length) {
+      throw new ContainerError('Unsupported', 'linux.personality.flags: personality flags are not supported');
+    }
+    const domain = personality.domain === 'LINUX32' ? 0x8 : 0x0;
+    p.syscall('personality', [domain], { what: `set personality ${personality.domain}` });
+  }
+}
+
+/** runc's rules: only namespaced sysctls, each needing its namespace in the config. */
+export function checkSysctls(config: RuntimeConfig): void {
+  const types = new Set<string>((config.linux?.namespaces ?? []).map((n) => n.type));
+  const ipc = new Set([
+    'kernel.msgmax',
+    'kernel.msgmnb',
+    'kernel.msgmni',
+    'kernel.sem',
+    'kernel.shmall',
+    'kernel.shmmax',
+    'kernel.shmmni',
+    'kernel.shm_rmid_forced',
+  ]);
+  for (const key of Object.keys(config.linux?.sysctl ?? {})) {
+    const field = `linux.sysctl["${key}"]`;
+    const need = (t: string, what: string) => {
+      if (!types.has(t))
+        throw new ContainerError(
+          'InvalidConfig',
+          `${field}: ${what} needs a ${t} namespace of the container's own`,
+        );
+    };
+    if (ipc.has(key) || key.startsWith('fs.mqueue.')) need('ipc', 'an IPC sysctl');
+    else if (key.startsWith('net.')) need('network', 'a network sysctl');
+    else if (key === 'kernel.domainname') need('uts', 'kernel.domainname');
+    else if (key === 'kernel.hostname') {
+      throw new ContainerError(
+        'InvalidConfig',
+        `${field}: set the hostname with the "hostname" field, not a sysctl`,
+      );
+    } else if (key.startsWith('user.')) need('user', 'a user namespace sysctl');
+    else
+      throw new ContainerError(
+        'InvalidConfig',
+        `${field}: not a namespaced sysctl; it would change the host`,
+      );
+  }
+}
+
+/** Write the LSM exec attribute (AppArmor profile, SELinux label): it takes effect at execve. */
+function planLsm(p: Program, proc: Process): void {
+  const apparmor = existsSync('/sys/kernel/security/apparmor');
+  const selinux = existsSync('/sys/fs/selinux/enforce');
+  if (proc.apparmorProfile) {
+    if (!apparmor) {
+      throw new ContainerError(
+        'Unsupported',
+        `process.apparmorProfile: AppArmor is not enabled on this host (profile "${proc.apparmorProfile}")`,
+      );
+    }
+    writeAttr(
+      p,
+      '/proc/thread-self/attr/apparmor/exec',
+      `exec ${proc.apparmorProfile}`,
+      'set AppArmor profile',
+    );
+  }
+  if (proc.selinuxLabel) {
+    if (!selinux) {
+      throw new ContainerError(
+        'Unsupported',
+        `process.selinuxLabel: SELinux is not enabled on this host (label "${proc.selinuxLabel}")`,
+      );
+    }
+    writeAttr(p, '/proc/thread-self/attr/exec', proc.selinuxLabel, 'set SELinux exec label');
+  }
+}
+
+function writeAttr(p: Program, file: string, value: string, what: string): void {
+  const fd = p.reg();
+  p.syscall('openat', [AT.FDCWD, file, O.WRONLY | O.CLOEXEC, 0], { what: `${what}: open ${file}`, out: fd });
+  p.syscall('write', [fd, Buffer.from(value), Buffer.byteLength(value)], { what: `${what} ${value}` });
+  p.syscall('close', [fd], { what: 'close', onError: 'ignore' });
 }
