@@ -534,6 +534,33 @@ check('container: pids limit 10 stops a fork storm inside the container', async 
   assert(!fs.existsSync(path.join(ROOT, 'nsinit', id)), 'cgroup left after delete()');
 });
 
+check('container: device rules are enforced by the eBPF program (open and mknod inside)', async () => {
+  // Default deny plus the standard devices; /dev/kmsg (c 1:11) is not among them until allowed.
+  const script = [
+    'mknod /dev/kmsg2 c 1 11 && echo mknod=ok || echo mknod=fail',
+    'head -c0 /dev/kmsg2 2>/dev/null && echo kmsg=open || echo kmsg=denied',
+    'head -c1 /dev/zero >/dev/null && echo zero=open || echo zero=denied',
+  ].join('; ');
+  const denied = await runContainer(`dev-deny-${process.pid}`, ['sh', '-c', script], {});
+  detail(`container (default rules): ${denied.out.trim().replaceAll('\n', ' ')}`);
+  assert(
+    /mknod=ok/.test(denied.out),
+    `mknod of c 1:11 ("m" is allowed for every char device): ${denied.out}`,
+  );
+  assert(/kmsg=denied/.test(denied.out), `open of c 1:11 must be denied: ${denied.out}`);
+  assert(/zero=open/.test(denied.out), `/dev/zero is a default device: ${denied.out}`);
+  await denied.container.delete({ force: true });
+  const allowed = await runContainer(`dev-allow-${process.pid}`, ['sh', '-c', script], {
+    devices: [
+      { allow: false, access: 'rwm' },
+      { allow: true, type: 'c', major: 1, minor: 11, access: 'rw' },
+    ],
+  });
+  detail(`container (allow c 1:11 rw): ${allowed.out.trim().replaceAll('\n', ' ')}`);
+  assert(/kmsg=open/.test(allowed.out), `open of c 1:11 must be allowed now: ${allowed.out}`);
+  await allowed.container.delete({ force: true });
+});
+
 // ---------------------------------------------------------------- cleanup check (always last)
 check('cleanup: nothing left under /sys/fs/cgroup', async () => {
   for (const m of managers.splice(0)) await m.destroy({ timeoutMs: 10_000 });
