@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { defaultSeccompProfile, nativeArch } from '@tsc/libcontainer';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import {
   alive,
@@ -182,6 +183,48 @@ describe.skipIf(skip !== undefined)('nsinit CLI', () => {
       expect(r.linux.gidMappings).toEqual([{ containerID: 0, hostID: 0, size: 1 }]);
       expect(r.linux.resources).toBeUndefined();
     });
+
+    test.skipIf(!['x86_64', 'aarch64'].includes(nativeArch() ?? ''))(
+      "includes linux.seccomp: Docker's default profile for the config's capabilities, loaded by run",
+      async () => {
+        const dir = tmpDir('spec-seccomp');
+        ok(await ns(['spec'], { cwd: dir }));
+        const s = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+        const arch = nativeArch() as 'x86_64' | 'aarch64';
+        expect(s.linux.seccomp).toEqual(
+          JSON.parse(
+            JSON.stringify(defaultSeccompProfile(arch, { capabilities: s.process.capabilities.bounding })),
+          ),
+        );
+        expect(s.linux.seccomp).toMatchObject({ defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 1 });
+        // Without CAP_SYS_ADMIN nothing allows unshare, mount or keyctl.
+        const allowed = s.linux.seccomp.syscalls
+          .filter((r: Spec) => r.action === 'SCMP_ACT_ALLOW')
+          .flatMap((r: Spec) => r.names);
+        expect(allowed).toContain('read');
+        for (const name of ['unshare', 'mount', 'keyctl']) expect(allowed).not.toContain(name);
+
+        // The template of these tests is that config: the filter is loaded. busybox `unshare true`
+        // calls unshare(0), which needs no capability: only the filter refuses it.
+        const probe = "grep '^Seccomp:' /proc/self/status; unshare true; echo unshare=$?";
+        const on = await ns(['run', '-b', bundle(['sh', '-c', probe]), newId('seccomp')]);
+        expect(on.code, show(on)).toBe(0);
+        expect(on.stdout).toBe('Seccomp:\t2\nunshare=1\n');
+        expect(on.stderr).toMatch(/^unshare: .*Operation not permitted$/m);
+        const off = await ns([
+          'run',
+          '-b',
+          bundle(['sh', '-c', probe], {
+            mutate: (x) => {
+              delete x.linux.seccomp;
+            },
+          }),
+          newId('noseccomp'),
+        ]);
+        expect(off.code, show(off)).toBe(0);
+        expect(off.stdout).toBe('Seccomp:\t0\nunshare=0\n');
+      },
+    );
   });
 
   describe('run', () => {

@@ -293,6 +293,8 @@ export function planInit(ctx: InitContext): Program {
   p.syscall('close', [TARGET_FD], { what: 'close mount target', onError: 'ignore' });
 
   p.sync(SYNC.MOUNTS, { what: 'run prestart, createRuntime and createContainer hooks' });
+  // Through the host's /proc (still at /proc until the jail); it takes effect at execve.
+  planLsm(p, proc);
 
   // --- Jail ------------------------------------------------------------------
   if (ctx.noPivot) {
@@ -880,7 +882,7 @@ function planScheduling(
 
 /** runc's rules: only namespaced sysctls, each needing its namespace in the config. */
 export function checkSysctls(config: RuntimeConfig): void {
-  const types = new Set<string>((config.linux?.namespaces ?? []).map((n) => n.type));
+  const namespaces = config.linux?.namespaces ?? [];
   const ipc = new Set([
     'kernel.msgmax',
     'kernel.msgmnb',
@@ -894,10 +896,18 @@ export function checkSysctls(config: RuntimeConfig): void {
   for (const key of Object.keys(config.linux?.sysctl ?? {})) {
     const field = `linux.sysctl["${key}"]`;
     const need = (t: string, what: string) => {
-      if (!types.has(t))
+      const ns = namespaces.find((n) => n.type === t);
+      if (!ns)
         throw new ContainerError(
           'InvalidConfig',
           `${field}: ${what} needs a ${t} namespace of the container's own`,
+        );
+      // A namespace joined by path may be another container's, but not the host's: the write
+      // would change the host.
+      if (ns.path && isOwnNamespace(ns.path, t))
+        throw new ContainerError(
+          'InvalidConfig',
+          `${field}: ${what} needs a ${t} namespace of the container's own, not the host's (${ns.path})`,
         );
     };
     if (ipc.has(key) || key.startsWith('fs.mqueue.')) need('ipc', 'an IPC sysctl');
@@ -914,6 +924,19 @@ export function checkSysctls(config: RuntimeConfig): void {
         'InvalidConfig',
         `${field}: not a namespaced sysctl; it would change the host`,
       );
+  }
+}
+
+/** Whether `path` is the namespace of type `type` this process is in (false when it cannot be read). */
+function isOwnNamespace(path: string, type: string): boolean {
+  const file = namespaceKind(type)?.file;
+  if (!file) return false;
+  try {
+    const a = statSync(path);
+    const b = statSync(`/proc/self/ns/${file}`);
+    return a.dev === b.dev && a.ino === b.ino;
+  } catch {
+    return false;
   }
 }
 
