@@ -1,4 +1,4 @@
-// The cgroup verbs end to end, through the built launcher (dist/nsinit, the V8 snapshot) against
+// The cgroup verbs end to end, through the built launcher (dist/nsinit, the bundle with its code cache) against
 // real containers: pause/resume stop and restart a counter, kill/delete of a paused container,
 // events (--stats, OOM lines, the end when the container goes), stats (the docker-like view) and
 // update (flags, -r from stdin, live limits proven by effect). Needs root on Linux (hybrid v1 host).

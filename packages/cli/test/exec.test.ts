@@ -1,4 +1,4 @@
-// `nsinit exec` end to end, through the built launcher (dist/nsinit, the V8 snapshot) against real
+// `nsinit exec` end to end, through the built launcher (dist/nsinit, the bundle with its code cache) against real
 // containers: the process runs inside the container with the flags applied, its exit status and
 // signals pass through, --process files are validated, and errors are one line. Needs root on Linux.
 import { execFileSync } from 'node:child_process';

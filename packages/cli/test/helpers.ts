@@ -11,7 +11,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '../../..');
 /**
  * The command line that runs nsinit: the launcher users get (dist/nsinit, which
- * starts Node from the V8 snapshot), or NSINIT_TEST_MAIN: another build, run with node.
+ * runs the bundled CLI with its V8 code cache), or NSINIT_TEST_MAIN: another build, run with node.
  */
 export const COMMAND: readonly string[] = process.env.NSINIT_TEST_MAIN
   ? [process.execPath, process.env.NSINIT_TEST_MAIN]
