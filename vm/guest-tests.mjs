@@ -423,11 +423,12 @@ check('destroy: destroy() removes frozen nested cgroups with live processes', as
 
 // ---------------------------------------------------------------- containers
 const ids = [];
-async function bundle(id, args, resources) {
+async function bundle(id, args, resources, caps = []) {
   const { defaultSpec } = await libcontainer();
   const dir = fs.mkdtempSync(`/tmp/bundle-${id}-`);
   const spec = defaultSpec({ args });
   spec.process.terminal = false;
+  for (const set of ['bounding', 'effective', 'permitted']) spec.process.capabilities[set].push(...caps);
   spec.root.path = ROOTFS;
   spec.linux.resources = { ...spec.linux.resources, ...resources };
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(spec, null, 2));
@@ -444,7 +445,7 @@ function output() {
 }
 const STATE_ROOT = '/run/vmtest-nsinit';
 const liveContainers = new Set();
-async function runContainer(id, args, resources) {
+async function runContainer(id, args, resources, caps = []) {
   const { Container } = await libcontainer();
   ids.push(id);
   liveContainers.add(id);
@@ -452,7 +453,7 @@ async function runContainer(id, args, resources) {
   const warnings = [];
   const { container, exited } = await Container.run({
     id,
-    bundle: await bundle(id, args, resources),
+    bundle: await bundle(id, args, resources, caps),
     root: STATE_ROOT,
     stdio: out.stdio,
     onWarning: (w) => warnings.push(w),
@@ -538,10 +539,14 @@ check('container: device rules are enforced by the eBPF program (open and mknod 
   // Default deny plus the standard devices; /dev/kmsg (c 1:11) is not among them until allowed.
   const script = [
     'mknod /dev/kmsg2 c 1 11 && echo mknod=ok || echo mknod=fail',
-    'head -c0 /dev/kmsg2 2>/dev/null && echo kmsg=open || echo kmsg=denied',
+    '(exec 3</dev/kmsg2) 2>/dev/null && echo kmsg=open || echo kmsg=denied',
     'head -c1 /dev/zero >/dev/null && echo zero=open || echo zero=denied',
   ].join('; ');
-  const denied = await runContainer(`dev-deny-${process.pid}`, ['sh', '-c', script], {});
+  // CAP_MKNOD: mknod needs it besides the device cgroup's "m"; CAP_SYSLOG: opening /dev/kmsg does.
+  const denied = await runContainer(`dev-deny-${process.pid}`, ['sh', '-c', script], {}, [
+    'CAP_MKNOD',
+    'CAP_SYSLOG',
+  ]);
   detail(`container (default rules): ${denied.out.trim().replaceAll('\n', ' ')}`);
   assert(
     /mknod=ok/.test(denied.out),
@@ -550,12 +555,17 @@ check('container: device rules are enforced by the eBPF program (open and mknod 
   assert(/kmsg=denied/.test(denied.out), `open of c 1:11 must be denied: ${denied.out}`);
   assert(/zero=open/.test(denied.out), `/dev/zero is a default device: ${denied.out}`);
   await denied.container.delete({ force: true });
-  const allowed = await runContainer(`dev-allow-${process.pid}`, ['sh', '-c', script], {
-    devices: [
-      { allow: false, access: 'rwm' },
-      { allow: true, type: 'c', major: 1, minor: 11, access: 'rw' },
-    ],
-  });
+  const allowed = await runContainer(
+    `dev-allow-${process.pid}`,
+    ['sh', '-c', script],
+    {
+      devices: [
+        { allow: false, access: 'rwm' },
+        { allow: true, type: 'c', major: 1, minor: 11, access: 'rw' },
+      ],
+    },
+    ['CAP_MKNOD', 'CAP_SYSLOG'],
+  );
   detail(`container (allow c 1:11 rw): ${allowed.out.trim().replaceAll('\n', ' ')}`);
   assert(/kmsg=open/.test(allowed.out), `open of c 1:11 must be allowed now: ${allowed.out}`);
   await allowed.container.delete({ force: true });
