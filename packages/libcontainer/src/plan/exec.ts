@@ -1,9 +1,10 @@
-import { Program, type Reg } from '@tsc/executor';
+import { Program } from '@tsc/executor';
 import { joinOrder, namespaceKind } from '@tsc/namespaces';
-import { AT, CLONE, O, PR } from '@tsc/syscall';
+import { CLONE, PR } from '@tsc/syscall';
 import { ContainerError } from '../errors.js';
 import type { Process } from '../spec/index.js';
 import { type CompiledFilter, planExec, planProcess } from './init.js';
+import { planSetns } from './join.js';
 
 /** What `exec` needs to enter a running container. */
 export interface ExecContext {
@@ -58,18 +59,7 @@ export function planExecIn(ctx: ExecContext): Program {
     : ctx.namespaces
         .filter((t) => namespaceKind(t))
         .sort((a, b) => Number(a === 'mount') - Number(b === 'mount'));
-  const fds: Reg[] = types.map((t) => {
-    const r = p.reg();
-    const path = `/proc/${ctx.initPid}/ns/${namespaceKind(t)?.file}`;
-    p.syscall('openat', [AT.FDCWD, path, O.RDONLY | O.CLOEXEC, 0], { what: `open ${path}`, out: r });
-    return r;
-  });
-  types.forEach((t, i) => {
-    p.syscall('setns', [fds[i] as Reg, namespaceKind(t)?.flag ?? 0], {
-      what: `join the container's ${t} namespace`,
-    });
-    p.syscall('close', [fds[i] as Reg], { what: 'close namespace fd', onError: 'ignore' });
-  });
+  planSetns(p, ctx.initPid, types);
   p.clone(CLONE.PARENT, 'report', { what: 'fork into the container' });
   p.syscall('setsid', [], { what: 'setsid' });
   planProcess(p, ctx.process, ctx.capLastCap, { setgroups: ctx.setgroups ?? true, seccomp: ctx.seccomp });

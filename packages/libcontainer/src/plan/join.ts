@@ -22,21 +22,11 @@ export function planJoin(pid: number, types: readonly string[], syncFd: number, 
   const p = new Program();
   p.syscall('close_range', [syncFd + 1, 0xffffffff, 0], { what: 'close inherited fds' });
   p.syscall('prctl', [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'make the executor non-dumpable' });
-  const known = types
-    .filter((t) => namespaceKind(t))
-    .sort((a, b) => Number(a === 'mount') - Number(b === 'mount'));
-  const fds: Reg[] = known.map((t) => {
-    const r = p.reg();
-    const path = `/proc/${pid}/ns/${namespaceKind(t)?.file}`;
-    p.syscall('openat', [AT.FDCWD, path, O.RDONLY | O.CLOEXEC, 0], { what: `open ${path}`, out: r });
-    return r;
-  });
-  known.forEach((t, i) => {
-    p.syscall('setns', [fds[i] as Reg, namespaceKind(t)?.flag ?? 0], {
-      what: `join the container's ${t} namespace`,
-    });
-    p.syscall('close', [fds[i] as Reg], { what: 'close namespace fd', onError: 'ignore' });
-  });
+  planSetns(
+    p,
+    pid,
+    types.filter((t) => namespaceKind(t)).sort((a, b) => Number(a === 'mount') - Number(b === 'mount')),
+  );
   p.clone(0, 'wait', { what: 'fork into the container' });
   p.syscall('prctl', [PR.SET_PDEATHSIG, 9, 0, 0, 0], { what: 'die with the executor' });
   p.syscall('close_range', [3, 0xffffffff, CLOSE_RANGE.CLOEXEC], { what: 'mark fds close-on-exec' });
@@ -50,4 +40,24 @@ export function planJoin(pid: number, types: readonly string[], syncFd: number, 
     });
   });
   return p;
+}
+
+/**
+ * Join the namespaces `types` (in that order) of process `pid`: every
+ * /proc/<pid>/ns file is opened first, since joining the mount namespace
+ * changes what later paths mean.
+ */
+export function planSetns(p: Program, pid: number, types: readonly string[]): void {
+  const fds: Reg[] = types.map((t) => {
+    const r = p.reg();
+    const path = `/proc/${pid}/ns/${namespaceKind(t)?.file}`;
+    p.syscall('openat', [AT.FDCWD, path, O.RDONLY | O.CLOEXEC, 0], { what: `open ${path}`, out: r });
+    return r;
+  });
+  types.forEach((t, i) => {
+    p.syscall('setns', [fds[i] as Reg, namespaceKind(t)?.flag ?? 0], {
+      what: `join the container's ${t} namespace`,
+    });
+    p.syscall('close', [fds[i] as Reg], { what: 'close namespace fd', onError: 'ignore' });
+  });
 }

@@ -49,6 +49,11 @@ export function parseProcess(input: unknown, source = 'process.json'): Process {
 
 /** Read and validate a process.json file (see {@link parseProcess}). */
 export function loadProcess(file: string): Process {
+  return parseProcess(readJsonFile(file), file);
+}
+
+/** Read and decode a JSON file; an unreadable file or invalid JSON is a ConfigError naming the file. */
+function readJsonFile(file: string): unknown {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -65,7 +70,7 @@ export function loadProcess(file: string): Process {
       file,
     );
   }
-  return parseProcess(parsed.value, file);
+  return parsed.value;
 }
 
 /**
@@ -75,23 +80,7 @@ export function loadProcess(file: string): Process {
  */
 export function loadConfig(bundleDir: string, opts: Omit<ParseConfigOptions, 'source'> = {}): RuntimeConfig {
   const file = join(bundleDir, 'config.json');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError([{ path: '', message: `cannot read file: ${describeFsError(err)}` }], file, {
-      cause: err,
-    });
-  }
-  const parsed = parseJson(text);
-  if (!parsed.ok) {
-    const { line, column, offset, reason } = parsed.error;
-    throw new ConfigError(
-      [{ path: '', message: `invalid JSON at line ${line}, column ${column} (offset ${offset}): ${reason}` }],
-      file,
-    );
-  }
-  return parseConfig(parsed.value, { ...opts, source: file });
+  return parseConfig(readJsonFile(file), { ...opts, source: file });
 }
 
 const FS_ERRORS: Record<string, string> = {
