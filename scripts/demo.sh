@@ -20,6 +20,8 @@ echo "cgroup:         $(grep memory /proc/self/cgroup) (a cgroup namespace: / is
 echo "memory limit:   $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)"
 echo "pids limit:     $(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)"
 echo "capabilities:   $(grep CapEff /proc/self/status | cut -f2)"
+echo "seccomp:        $(grep '^Seccomp:' /proc/self/status | cut -f2) (2 = filtered: Docker's default profile, from nsinit spec)"
+echo "unshare:        $(unshare -n true 2>&1 || true)"
 echo "root fs:        $(touch /x 2>&1 || true)"
 SH
 chmod 755 "$bundle/rootfs/show-isolation"
