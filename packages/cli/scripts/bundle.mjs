@@ -34,6 +34,24 @@ await build({
     js: `var __nsinitBundleUrl = require('node:url').pathToFileURL(${JSON.stringify(bundle)}).href;`,
   },
   logLevel: 'warning',
+  plugins: [
+    {
+      // zod ships ~40 locales (a third of the bundle); error messages here are English,
+      // so only `en` is kept. Less to read, compile and collect at every start.
+      name: 'zod-english-only',
+      setup(b) {
+        b.onResolve({ filter: /[\\/]locales[\\/]index\.js$/ }, (args) =>
+          args.importer.includes(`${'/'}zod${'/'}`)
+            ? { path: join(dirname(args.importer), '../locales/en.js'), namespace: 'zod-locales' }
+            : undefined,
+        );
+        b.onLoad({ filter: /.*/, namespace: 'zod-locales' }, (args) => ({
+          contents: `export { default as en } from ${JSON.stringify(args.path)};`,
+          resolveDir: dirname(args.path),
+        }));
+      },
+    },
+  ],
 });
 
 // The executor binary next to the bundle, where the bundled code looks for it.
