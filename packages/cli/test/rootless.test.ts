@@ -229,6 +229,43 @@ describe.skipIf(skip !== undefined)(`rootless nsinit${skip ? ` (${skip})` : ''}`
     expect(fs.existsSync(path.join(xdg, 'nsinit', id))).toBe(false);
   });
 
+  test('hooks in the container namespaces run for a rootless container (run, and create + start)', async () => {
+    const { dir, spec } = await rootlessBundle();
+    spec.process.args = ['true'];
+    const out = fs.mkdtempSync(path.join(tmp, 'hooks-'));
+    fs.chownSync(out, uid, gid);
+    // createContainer runs before pivot_root (host paths): it records its user namespace in a
+    // host dir. startContainer runs after it (container paths): its exit status is checked.
+    spec.hooks = {
+      createContainer: [
+        { path: '/bin/sh', args: ['sh', '-c', `readlink /proc/self/ns/user > ${out}/create-$(date +%s%N)`] },
+      ],
+      startContainer: [
+        { path: '/bin/sh', args: ['sh', '-c', 'test "$(cat /proc/self/uid_map | wc -l)" -ge 1'] },
+      ],
+    };
+    writeSpec(dir, spec);
+    const id = newId();
+    const r = await asUser(['run', id], { cwd: dir });
+    expect(r.code, show(r)).toBe(0);
+    const id2 = newId();
+    const c = await asUser(['create', id2], { cwd: dir });
+    expect(c.code, show(c)).toBe(0);
+    const st = await asUser(['start', id2], { cwd: dir });
+    expect(st.code, show(st)).toBe(0);
+    const d = await asUser(['delete', '--force', id2], { cwd: dir });
+    expect(d.code, show(d)).toBe(0);
+    const files = fs.readdirSync(out).filter((f) => f.startsWith('create-'));
+    expect(files.length).toBe(2);
+    const own = fs.readlinkSync('/proc/self/ns/user');
+    for (const f of files) {
+      const ns = fs.readFileSync(path.join(out, f), 'utf8').trim();
+      expect(ns).toMatch(/^user:\[\d+\]$/);
+      // The hook ran in the container's user namespace, not ours.
+      expect(ns).not.toBe(own);
+    }
+  });
+
   test('create, list, exec, delete as the user with the state under /tmp/nsinit-<uid>', async () => {
     const { dir, spec } = await rootlessBundle();
     spec.process.args = ['sleep', '30'];

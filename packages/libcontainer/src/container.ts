@@ -12,6 +12,7 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
+import { userInfo } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import {
   type ApplyResult,
@@ -662,6 +663,17 @@ async function* pidFirst(e: ExecutorProcess): AsyncGenerator<ExecutorMessage> {
   yield* held;
 }
 
+/** runc's owner field: empty for root, else the user's name (or uid). */
+function ownerName(): string {
+  const uid = process.geteuid?.() ?? 0;
+  if (uid === 0) return '';
+  try {
+    return userInfo().username;
+  } catch {
+    return String(uid);
+  }
+}
+
 /** Whether this process may create the cgroup: every hierarchy's nearest existing ancestor is writable. */
 function cgroupWritable(cg: CgroupManager): boolean {
   return Object.values(cg.dirs()).every((dir) => {
@@ -893,6 +905,7 @@ async function launch(
   // Plan first: a config the planner rejects creates nothing.
   const program = planInit({
     seccomp,
+    rootless: (process.geteuid?.() ?? 0) !== 0,
     setgroups: !rootlessDeny,
     config,
     rootfs,
@@ -918,7 +931,7 @@ async function launch(
     bundle,
     rootfs,
     created: new Date().toISOString(),
-    owner: '',
+    owner: ownerName(),
     cgroupPath,
     config,
   };

@@ -65,6 +65,8 @@ export interface InitContext {
   setgroups?: boolean;
   /** The compiled linux.seccomp filter, if any. */
   seccomp?: CompiledFilter | undefined;
+  /** Started by an ordinary user (rootless). */
+  rootless?: boolean;
 }
 
 const DEFAULT_DEVICES: { path: string; major: number; minor: number }[] = [
@@ -292,7 +294,13 @@ export function planInit(ctx: InitContext): Program {
     p.syscall('close', [mnt], { what: 'close mount fd', onError: 'ignore' });
   p.syscall('close', [TARGET_FD], { what: 'close mount target', onError: 'ignore' });
 
+  // Rootless: hooks are joined through /proc/<pid>/ns by an unprivileged executor, which
+  // needs the init to be dumpable meanwhile (the executor image is a sealed memfd).
+  const hooksJoin = ctx.rootless === true;
+  if (hooksJoin)
+    p.syscall('prctl', [PR.SET_DUMPABLE, 1, 0, 0, 0], { what: 'make the init dumpable for hooks' });
   p.sync(SYNC.MOUNTS, { what: 'run prestart, createRuntime and createContainer hooks' });
+  if (hooksJoin) p.syscall('prctl', [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'make the init non-dumpable' });
   // Through the host's /proc (still at /proc until the jail); it takes effect at execve.
   planLsm(p, proc);
 
@@ -343,7 +351,12 @@ export function planInit(ctx: InitContext): Program {
     seccomp: ctx.seccomp,
     personality: config.linux?.personality,
   });
-  planExec(p, proc, { fifoFd: ctx.fifoFd, preserveFds: ctx.preserveFds, seccomp: ctx.seccomp });
+  planExec(p, proc, {
+    fifoFd: ctx.fifoFd,
+    preserveFds: ctx.preserveFds,
+    seccomp: ctx.seccomp,
+    dumpableAtReady: ctx.rootless === true,
+  });
   return p;
 }
 
@@ -762,7 +775,13 @@ export function planProcess(
 export function planExec(
   p: Program,
   proc: Process,
-  opts: { fifoFd: number | undefined; preserveFds: number; seccomp?: CompiledFilter | undefined },
+  opts: {
+    fifoFd: number | undefined;
+    preserveFds: number;
+    seccomp?: CompiledFilter | undefined;
+    /** Rootless: stay dumpable from READY to execve, so startContainer hooks can join. */
+    dumpableAtReady?: boolean;
+  },
 ): void {
   const env = [...(proc.env ?? [])];
   if (!env.some((e) => e.startsWith('HOME='))) env.push('HOME=/');
@@ -783,6 +802,9 @@ export function planExec(
         : `look up ${cand}`,
       onError: last ? 'fail' : { skipTo: next },
     });
+    if (opts.dumpableAtReady) {
+      p.syscall('prctl', [PR.SET_DUMPABLE, 1, 0, 0, 0], { what: 'make the init dumpable for hooks' });
+    }
     p.sync(SYNC.READY, { what: 'container ready' });
     if (opts.fifoFd !== undefined) {
       const pollfd = Buffer.alloc(8);

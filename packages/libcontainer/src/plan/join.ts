@@ -1,5 +1,5 @@
 import { Program, type Reg } from '@tsc/executor';
-import { namespaceKind } from '@tsc/namespaces';
+import { joinOrder, namespaceKind } from '@tsc/namespaces';
 import { AT, CLOSE_RANGE, O, PR } from '@tsc/syscall';
 import { execCandidates } from './init.js';
 
@@ -22,11 +22,14 @@ export function planJoin(pid: number, types: readonly string[], syncFd: number, 
   const p = new Program();
   p.syscall('close_range', [syncFd + 1, 0xffffffff, 0], { what: 'close inherited fds' });
   p.syscall('prctl', [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'make the executor non-dumpable' });
-  planSetns(
-    p,
-    pid,
-    types.filter((t) => namespaceKind(t)).sort((a, b) => Number(a === 'mount') - Number(b === 'mount')),
-  );
+  // An ordinary user (rootless) may join the others only with the capabilities it gets in the
+  // container's user namespace: join that first. Root keeps config order with mount last, so it
+  // can still join namespaces that an ancestor user namespace owns.
+  const ordered =
+    (process.geteuid?.() ?? 0) !== 0
+      ? joinOrder(types)
+      : types.filter((t) => namespaceKind(t)).sort((a, b) => Number(a === 'mount') - Number(b === 'mount'));
+  planSetns(p, pid, ordered);
   p.clone(0, 'wait', { what: 'fork into the container' });
   p.syscall('prctl', [PR.SET_PDEATHSIG, 9, 0, 0, 0], { what: 'die with the executor' });
   p.syscall('close_range', [3, 0xffffffff, CLOSE_RANGE.CLOEXEC], { what: 'mark fds close-on-exec' });
