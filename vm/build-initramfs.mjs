@@ -36,7 +36,7 @@ const OUT = path.resolve(opt('--out', path.join(VM, 'build/initramfs.cpio.gz')))
 const STAGE = `${OUT.replace(/\.cpio(\.gz)?$/, '')}-root`; // vm/build/initramfs-root
 const MODBASE = path.resolve(opt('--modbase', '/')); // MODBASE/lib/modules/<kver>/kernel/...
 const MODROOT = path.join(MODBASE, 'lib/modules');
-const KMODS = ['overlay', 'veth'];
+const KMODS = ['overlay', 'veth', 'loop'];
 // --vitest PKG[,PKG]: also vitest and those packages' src/, test/ and configs, to run the project's
 // own test files in the guest (run.sh does this for a TEST-SELECTION starting with "vitest").
 const VITEST_PKGS = (opt('--vitest', '') ?? '').split(',').filter(Boolean);

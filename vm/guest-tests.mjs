@@ -423,7 +423,7 @@ check('destroy: destroy() removes frozen nested cgroups with live processes', as
 
 // ---------------------------------------------------------------- containers
 const ids = [];
-async function bundle(id, args, resources, caps = []) {
+async function bundle(id, args, resources, caps = [], mutate = undefined) {
   const { defaultSpec } = await libcontainer();
   const dir = fs.mkdtempSync(`/tmp/bundle-${id}-`);
   const spec = defaultSpec({ args });
@@ -431,6 +431,7 @@ async function bundle(id, args, resources, caps = []) {
   for (const set of ['bounding', 'effective', 'permitted']) spec.process.capabilities[set].push(...caps);
   spec.root.path = ROOTFS;
   spec.linux.resources = { ...spec.linux.resources, ...resources };
+  mutate?.(spec);
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(spec, null, 2));
   return dir;
 }
@@ -445,7 +446,7 @@ function output() {
 }
 const STATE_ROOT = '/run/vmtest-nsinit';
 const liveContainers = new Set();
-async function runContainer(id, args, resources, caps = []) {
+async function runContainer(id, args, resources, caps = [], mutate = undefined) {
   const { Container } = await libcontainer();
   ids.push(id);
   liveContainers.add(id);
@@ -453,7 +454,7 @@ async function runContainer(id, args, resources, caps = []) {
   const warnings = [];
   const { container, exited } = await Container.run({
     id,
-    bundle: await bundle(id, args, resources, caps),
+    bundle: await bundle(id, args, resources, caps, mutate),
     root: STATE_ROOT,
     stdio: out.stdio,
     onWarning: (w) => warnings.push(w),
@@ -570,6 +571,55 @@ check('container: device rules are enforced by the eBPF program (open and mknod 
   assert(/kmsg=open/.test(allowed.out), `open of c 1:11 must be allowed now: ${allowed.out}`);
   await allowed.container.delete({ force: true });
 });
+
+check(
+  'container: io.max (blockIO.throttleReadBpsDevice) slows reads of a loop device inside a container',
+  async () => {
+    assert(fs.existsSync('/sys/module/loop'), 'no /sys/module/loop (insmod loop by /init)');
+    const img = '/tmp/io-test.img';
+    fs.writeFileSync(img, Buffer.alloc(16 * MiB, 1));
+    const next = await run('losetup', ['-f']);
+    assert(next.code === 0, `losetup -f: ${next.err.trim()}`);
+    const dev = next.out.trim();
+    const lo = await run('losetup', [dev, img]);
+    assert(lo.code === 0, `losetup ${dev}: ${lo.err.trim()}`);
+    const rdev = fs.statSync(dev).rdev;
+    const major = Math.floor(rdev / 256);
+    const minor = rdev % 256;
+    try {
+      const withDevice = (spec) => {
+        spec.linux.devices = [
+          { path: '/dev/xloop', type: 'b', major, minor, fileMode: 0o600, uid: 0, gid: 0 },
+        ];
+      };
+      // Each run reads its own 4 MiB (skip), so the page cache of one run cannot serve the other.
+      const read = (skip) => ['dd', 'if=/dev/xloop', 'of=/dev/null', 'bs=1M', 'count=4', `skip=${skip}`];
+      let t = Date.now();
+      const free = await runContainer(`io-free-${process.pid}`, read(0), {}, [], withDevice);
+      const freeMs = Date.now() - t;
+      eq(free.ex.status, 0, `unthrottled dd (output: ${free.out.trim()})`);
+      await free.container.delete({ force: true });
+      t = Date.now();
+      const slow = await runContainer(
+        `io-slow-${process.pid}`,
+        read(8),
+        { blockIO: { throttleReadBpsDevice: [{ major, minor, rate: 1 * MiB }] } },
+        [],
+        withDevice,
+      );
+      const slowMs = Date.now() - t;
+      eq(slow.ex.status, 0, `throttled dd (output: ${slow.out.trim()})`);
+      detail(`io: 4 MiB read unthrottled in ${freeMs} ms, at 1 MiB/s in ${slowMs} ms (${major}:${minor})`);
+      await slow.container.delete({ force: true });
+      // 4 MiB at 1 MiB/s takes about 4 s (the throttle grants a short slice up front).
+      assert(slowMs >= 2500, `throttled read took only ${slowMs} ms`);
+      assert(slowMs >= freeMs + 1500, `throttled ${slowMs} ms vs unthrottled ${freeMs} ms`);
+    } finally {
+      await run('losetup', ['-d', dev]);
+      fs.rmSync(img, { force: true });
+    }
+  },
+);
 
 // ---------------------------------------------------------------- cleanup check (always last)
 check('cleanup: nothing left under /sys/fs/cgroup', async () => {
