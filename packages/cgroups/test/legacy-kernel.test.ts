@@ -103,6 +103,9 @@ out.signals = await Promise.race([
   Promise.all(exits),
   new Promise((r) => setTimeout(() => r('timeout'), 5000).unref()),
 ]);
+// Killed processes leave the cgroup as they finish exiting: allow them a moment.
+const gone = Date.now() + 2000;
+while (m.pids().length > 0 && Date.now() < gone) await new Promise((r) => setTimeout(r, 10));
 out.pidsAfter = m.pids().length;
 await m.destroy();
 out.left = Object.values(m.dirs()).filter((d) => fs.existsSync(d));
