@@ -59,7 +59,14 @@ import {
   type Process,
   type RuntimeConfig,
 } from './spec/index.js';
-import { defaultRoot, processStartTime, type StateDir, StateStore, type StoredState } from './state.js';
+import {
+  defaultRoot,
+  isRootless,
+  processStartTime,
+  type StateDir,
+  StateStore,
+  type StoredState,
+} from './state.js';
 
 /** The OCI runtime-spec version this runtime implements. */
 export const OCI_VERSION = '1.2.0';
@@ -393,7 +400,7 @@ export class Container {
       capLastCap: capLastCap(),
       setgroups: readSetgroups(s.pid) !== 'deny',
       seccomp: compileFilter(s.config, undefined),
-      userFirst: (process.geteuid?.() ?? 0) !== 0,
+      userFirst: isRootless(),
     });
     const cg = cgroupOf(s);
     let e: ExecutorProcess;
@@ -874,7 +881,7 @@ async function launch(
   }
   const layout = detectLayout();
   // An ordinary user (rootless) gets a cgroup only where one was delegated to it.
-  const withCgroup = (process.geteuid?.() ?? 0) === 0 || cgroupWritable(cg);
+  const withCgroup = !isRootless() || cgroupWritable(cg);
   if (!withCgroup) {
     const limits = Object.keys(config.linux?.resources ?? {}).filter((k) => k !== 'devices');
     opts.onWarning?.(
@@ -898,14 +905,14 @@ async function launch(
     }
   }
   const rootlessDeny =
-    (process.geteuid?.() ?? 0) !== 0 &&
+    isRootless() &&
     (config.linux?.gidMappings ?? []).length === 1 &&
     config.linux?.gidMappings?.[0]?.size === 1;
   const seccomp = compileFilter(config, opts.onWarning);
   // Plan first: a config the planner rejects creates nothing.
   const program = planInit({
     seccomp,
-    rootless: (process.geteuid?.() ?? 0) !== 0,
+    rootless: isRootless(),
     setgroups: !rootlessDeny,
     config,
     rootfs,

@@ -1,4 +1,4 @@
-import { spawnExecutor } from '@tsc/executor';
+import { ProgramError, spawnExecutor } from '@tsc/executor';
 import { ContainerError } from './errors.js';
 import { planJoin } from './plan/join.js';
 import type { Hook, Hooks } from './spec/index.js';
@@ -96,7 +96,7 @@ export async function runContainerHooks(
       e.stdin?.end(JSON.stringify(state));
       let err: string | undefined;
       for (let m = await e.next(); m; m = await e.next()) {
-        if (m.type === 'error') err = `${program.describe(m.index)}: errno ${m.errno}`;
+        if (m.type === 'error') err = new ProgramError(program, m.index, m.errno).message;
       }
       const code = await e.exited();
       if (timedOut) throw failure(name, h, `timed out after ${h.timeout}s`);

@@ -16,10 +16,15 @@ import type { RuntimeConfig } from './spec/index.js';
 /** The default state root for root, like runc's /run/runc. */
 export const DEFAULT_ROOT = '/run/nsinit';
 
+/** Whether this process runs as an ordinary user (rootless), not root. */
+export function isRootless(): boolean {
+  return (process.geteuid?.() ?? 0) !== 0;
+}
+
 /** The state root to use when none is given: /run/nsinit for root, $XDG_RUNTIME_DIR/nsinit (or /tmp/nsinit-<uid>) otherwise. */
 export function defaultRoot(): string {
+  if (!isRootless()) return DEFAULT_ROOT;
   const uid = process.geteuid?.() ?? 0;
-  if (uid === 0) return DEFAULT_ROOT;
   const xdg = process.env.XDG_RUNTIME_DIR;
   return xdg ? join(xdg, 'nsinit') : `/tmp/nsinit-${uid}`;
 }

@@ -1,10 +1,9 @@
 import { Program } from '@tsc/executor';
-import { joinOrder, namespaceKind } from '@tsc/namespaces';
 import { CLONE, PR } from '@tsc/syscall';
 import { ContainerError } from '../errors.js';
 import type { Process } from '../spec/index.js';
 import { type CompiledFilter, planExec, planProcess } from './init.js';
-import { planSetns } from './join.js';
+import { joinSequence, planSetns } from './join.js';
 
 /** What `exec` needs to enter a running container. */
 export interface ExecContext {
@@ -54,12 +53,7 @@ export function planExecIn(ctx: ExecContext): Program {
   const p = new Program();
   p.syscall('close_range', [ctx.syncFd + 1, 0xffffffff, 0], { what: 'close inherited fds' });
   p.syscall('prctl', [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'make the executor non-dumpable' });
-  const types = ctx.userFirst
-    ? joinOrder(ctx.namespaces)
-    : ctx.namespaces
-        .filter((t) => namespaceKind(t))
-        .sort((a, b) => Number(a === 'mount') - Number(b === 'mount'));
-  planSetns(p, ctx.initPid, types);
+  planSetns(p, ctx.initPid, joinSequence(ctx.namespaces, ctx.userFirst === true));
   p.clone(CLONE.PARENT, 'report', { what: 'fork into the container' });
   p.syscall('setsid', [], { what: 'setsid' });
   planProcess(p, ctx.process, ctx.capLastCap, { setgroups: ctx.setgroups ?? true, seccomp: ctx.seccomp });

@@ -1,6 +1,7 @@
 import { Program, type Reg } from '@tsc/executor';
 import { joinOrder, namespaceKind } from '@tsc/namespaces';
 import { AT, CLOSE_RANGE, O, PR } from '@tsc/syscall';
+import { isRootless } from '../state.js';
 import { execCandidates } from './init.js';
 
 export { joinOrder, NS_FILES } from '@tsc/namespaces';
@@ -22,14 +23,7 @@ export function planJoin(pid: number, types: readonly string[], syncFd: number, 
   const p = new Program();
   p.syscall('close_range', [syncFd + 1, 0xffffffff, 0], { what: 'close inherited fds' });
   p.syscall('prctl', [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'make the executor non-dumpable' });
-  // An ordinary user (rootless) may join the others only with the capabilities it gets in the
-  // container's user namespace: join that first. Root keeps config order with mount last, so it
-  // can still join namespaces that an ancestor user namespace owns.
-  const ordered =
-    (process.geteuid?.() ?? 0) !== 0
-      ? joinOrder(types)
-      : types.filter((t) => namespaceKind(t)).sort((a, b) => Number(a === 'mount') - Number(b === 'mount'));
-  planSetns(p, pid, ordered);
+  planSetns(p, pid, joinSequence(types, isRootless()));
   p.clone(0, 'wait', { what: 'fork into the container' });
   p.syscall('prctl', [PR.SET_PDEATHSIG, 9, 0, 0, 0], { what: 'die with the executor' });
   p.syscall('close_range', [3, 0xffffffff, CLOSE_RANGE.CLOEXEC], { what: 'mark fds close-on-exec' });
@@ -43,6 +37,18 @@ export function planJoin(pid: number, types: readonly string[], syncFd: number, 
     });
   });
   return p;
+}
+
+/**
+ * The order to join a container's namespaces in. An ordinary user (rootless) may join the others
+ * only with the capabilities it gets in the container's user namespace: that one goes first.
+ * Root keeps config order with mount last, so it can still join namespaces that an ancestor user
+ * namespace owns. Unknown kinds are dropped.
+ */
+export function joinSequence(types: readonly string[], userFirst: boolean): string[] {
+  return userFirst
+    ? joinOrder(types)
+    : types.filter((t) => namespaceKind(t)).sort((a, b) => Number(a === 'mount') - Number(b === 'mount'));
 }
 
 /**
