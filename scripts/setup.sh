@@ -5,7 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_pkgs=(busybox-static gcc libc6-dev make file iproute2 util-linux uidmap crun runc hyperfine strace qemu-system-x86 cpio libseccomp-dev)
+# Runtime: iproute2, nftables/iptables (NAT and published ports), uidmap, btrfs-progs.
+# Build: gcc/libc6-dev/make (the static executor), g++/python3 (zstd-napi compiles with node-gyp).
+# Tests and benchmarks: busybox-static (rootfs), docker-registry + apache2-utils (htpasswd),
+# skopeo and umoci (image interop), crun/runc (peers), hyperfine, strace, qemu + cpio (cgroup v2 VM),
+# libseccomp-dev (cross-checks of our BPF), zstd.
+need_pkgs=(busybox-static gcc g++ python3 libc6-dev make file iproute2 util-linux uidmap crun runc hyperfine strace
+  qemu-system-x86 cpio libseccomp-dev nftables iptables btrfs-progs docker-registry apache2-utils skopeo umoci zstd)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -25,6 +31,8 @@ if ! command -v pnpm >/dev/null 2>&1 || ! pnpm --version 2>/dev/null | grep -q '
 fi
 
 export TURBO_TELEMETRY_DISABLED=1
+# node-gyp (zstd-napi) must build against the installed Node headers, never download them.
+if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node.h ]; then export npm_config_nodedir=/usr; fi
 pnpm install --frozen-lockfile
 pnpm run build
 
