@@ -16,6 +16,10 @@ export async function main(argv: readonly string[]): Promise<void> {
       '--root <dir>',
       'root directory for storage of container state (default /run/nsinit; $XDG_RUNTIME_DIR/nsinit when not root)',
     )
+    .option(
+      '--data-root <dir>',
+      'root directory of images, layers and writable container layers (default /var/lib/nsinit, or $NSINIT_DATA_ROOT)',
+    )
     .option('--log <file>', 'log file for errors and warnings')
     .option('--log-format <format>', 'log format: text or json', 'text')
     .option('--debug', 'enable debug output (accepted for runc compatibility)')

@@ -5,6 +5,7 @@ import { Logger } from './log.js';
 /** Global flags, as runc has them. */
 export interface GlobalOptions {
   root?: string;
+  dataRoot?: string;
   log?: string;
   logFormat: 'text' | 'json';
   debug?: boolean;
@@ -14,13 +15,23 @@ export interface GlobalOptions {
 
 /** What every command gets: global options and the logger. */
 export interface Context {
+  /** Container state (`--root`, default /run/nsinit). */
   root: string;
+  /** Images, layers and writable container layers (`--data-root`, `$NSINIT_DATA_ROOT`, default /var/lib/nsinit). */
+  dataRoot: string;
   log: Logger;
 }
 
+/** The default data root: `$NSINIT_DATA_ROOT`, else /var/lib/nsinit. */
+export const DEFAULT_DATA_ROOT = '/var/lib/nsinit';
+
 export function context(cmd: Command): Context {
   const g = cmd.optsWithGlobals() as GlobalOptions;
-  return { root: g.root ?? defaultRoot(), log: new Logger(g.log, g.logFormat === 'json' ? 'json' : 'text') };
+  return {
+    root: g.root ?? defaultRoot(),
+    dataRoot: g.dataRoot ?? (process.env.NSINIT_DATA_ROOT || DEFAULT_DATA_ROOT),
+    log: new Logger(g.log, g.logFormat === 'json' ? 'json' : 'text'),
+  };
 }
 
 /** An error that is the user's to fix: printed as one line, exit 1. */
