@@ -1,5 +1,6 @@
 import {
   closeSync,
+  existsSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -175,11 +176,15 @@ export class StateStore {
     return d;
   }
 
-  /** Ids of every container under the root. */
+  /**
+   * Ids of every container under the root: directories holding a state.json (others — a create
+   * that died before writing one, or data another component keeps under the root — are not
+   * containers to list; `delete --force ID` still removes the former).
+   */
   list(): string[] {
     try {
       return readdirSync(this.root, { withFileTypes: true })
-        .filter((e) => e.isDirectory())
+        .filter((e) => e.isDirectory() && existsSync(join(this.root, e.name, 'state.json')))
         .map((e) => e.name)
         .sort();
     } catch {
