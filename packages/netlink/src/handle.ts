@@ -266,11 +266,7 @@ export class NetlinkHandle {
           checkName(p.name, op);
           const data = m.begin(IFLA_INFO.DATA);
           const peer = m.begin(VETH_INFO_PEER);
-          const ph = m.struct(IFINFOMSG_LEN);
-          if (p.up) {
-            ph.writeUInt32LE(IFF_UP, 8);
-            ph.writeUInt32LE(IFF_UP, 12);
-          }
+          m.struct(IFINFOMSG_LEN);
           m.str(IFLA.IFNAME, p.name);
           if (p.mtu !== undefined) m.u32(IFLA.MTU, p.mtu);
           if (p.mac !== undefined) m.bytes(IFLA.ADDRESS, mac(p.mac, op));

@@ -26,8 +26,8 @@ export interface VethPeer {
   netns?: NetnsRef;
   mac?: string;
   mtu?: number;
-  /** Bring the peer up when it is created. */
-  up?: boolean;
+  // No `up`: the kernel opens the peer before the pair is joined (ENOTCONN); raise it afterwards
+  // through a handle in its namespace.
 }
 
 export interface VethSpec extends LinkCommon {
