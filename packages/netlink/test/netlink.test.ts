@@ -128,7 +128,7 @@ describe.skipIf(skip !== undefined)(`netlink on a real kernel${skip ? ` (skipped
     await nl.linkAdd({
       kind: 'veth',
       name: 'tnlh0',
-      peer: { name: 'eth0', netns: { name: other }, up: true },
+      peer: { name: 'eth0', netns: { name: other } },
     });
     const inner = openNetlink({ netns: { name: other } });
     try {
