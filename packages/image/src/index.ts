@@ -9,6 +9,10 @@
  * const store = await ContentStore.open('/var/lib/nsinit/content');
  * const desc = await store.resolve(ref.toString()); // the manifest descriptor, if pulled
  */
+
+export * from './archive/index.js';
+export { applyChanges, CHANGE_INSTRUCTIONS, type ChangeInstruction } from './changes.js';
+export { addUnnamed, type CommitOptions, type CommitResult, commitImage } from './commit.js';
 export { type Digest, Digester, digestOf, parseDigest, splitDigest, VerifyStream } from './digest.js';
 export { ImageError, type ImageErrorCode, isImageError } from './errors.js';
 export {
@@ -30,6 +34,20 @@ export {
   withDigest,
   withTag,
 } from './reference.js';
+export {
+  DEFAULT_DATA_ROOT,
+  defaultDataRoot,
+  findImage,
+  listImages,
+  MAX_DOCUMENT_SIZE,
+  normalizeName,
+  openImageStore,
+  type ResolvedImage,
+  readImage,
+  resolveImage,
+  type StoreImage,
+  shortName,
+} from './resolve.js';
 export {
   type ContainerConfig,
   type Descriptor,
