@@ -1,0 +1,594 @@
+/** Reading from a registry: manifests (by tag or digest, size-limited, verified), tags, and pulls into a ContentStore. */
+import {
+  type ContentStore,
+  type Descriptor,
+  type Digest,
+  digestOf,
+  formatPlatform,
+  hostPlatform,
+  type ImageConfig,
+  ImageError,
+  type Index,
+  isImageError,
+  isIndexMediaType,
+  type Manifest,
+  MediaType,
+  type ParsedDocument,
+  type Platform,
+  parseDigest,
+  parseImageConfig,
+  parseManifestOrIndex,
+  parsePlatform,
+  parseReference,
+  platformMatches,
+  type Reference,
+  selectManifest,
+  splitDigest,
+} from '@tsc/image';
+import { type ClientOptions, type RegistryClient, withClient } from './client.js';
+import { isRegistryError, networkCode, RegistryError, safeUrl } from './errors.js';
+
+/** The largest manifest accepted (containerd's limit). */
+export const MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
+
+/** Every manifest type we can use, most preferred first. */
+export const MANIFEST_ACCEPT = [
+  MediaType.ociIndex,
+  MediaType.dockerManifestList,
+  MediaType.ociManifest,
+  MediaType.dockerManifest,
+].join(', ');
+
+/** Options shared by every operation. */
+export interface OperationOptions extends ClientOptions {
+  /** A client to reuse (connection pools, tokens); a temporary one otherwise. */
+  client?: RegistryClient;
+  signal?: AbortSignal;
+}
+
+/** The token scope for a repository. */
+export function repositoryScope(path: string, actions: 'pull' | 'pull,push'): string {
+  return `repository:${path}:${actions}`;
+}
+
+/** A manifest or index as fetched from a registry. */
+export interface FetchedManifest {
+  /** Its descriptor (media type from Content-Type, digest computed from the bytes, size). */
+  descriptor: Descriptor;
+  /** The exact bytes (their digest is the descriptor's). */
+  bytes: Buffer;
+  parsed: ParsedDocument;
+}
+
+function refText(ref: Reference): string {
+  return ref.toString();
+}
+
+async function readLimited(
+  body: AsyncIterable<Buffer> & { destroy?: () => void },
+  limit: number,
+  what: string,
+): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of body) {
+    n += c.length;
+    if (n > limit) {
+      body.destroy?.();
+      throw new RegistryError('TooLarge', `${what}: larger than the ${limit} bytes allowed for a manifest`);
+    }
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Fetches a manifest or index by tag or digest with the Accept header of every supported
+ * type, refusing more than `maxSize` bytes and schema 1, and checking the digest (against the
+ * reference's, and against `Docker-Content-Digest` when the registry sends it).
+ */
+export async function fetchManifest(
+  client: RegistryClient,
+  repo: Reference,
+  reference: string,
+  options: {
+    signal?: AbortSignal | undefined;
+    maxSize?: number;
+    expect?: Descriptor;
+    scopes?: string[];
+  } = {},
+): Promise<FetchedManifest> {
+  const maxSize = options.maxSize ?? MAX_MANIFEST_SIZE;
+  const what = `manifest ${repo.name}${reference.includes(':') ? '@' : ':'}${reference}`;
+  const res = await client
+    .send(repo.domain, {
+      method: 'GET',
+      url: `/v2/${repo.path}/manifests/${reference}`,
+      operation: `GET ${what}`,
+      scopes: options.scopes ?? [repositoryScope(repo.path, 'pull')],
+      headers: { accept: MANIFEST_ACCEPT },
+      signal: options.signal,
+    })
+    .catch((e: unknown) => {
+      if (isRegistryError(e) && e.code === 'NotFound')
+        throw new RegistryError(
+          'NotFound',
+          `${what} not found${e.registryCode ? ` (${e.registryCode})` : ''}`,
+          {
+            status: 404,
+            errors: e.errors,
+            operation: e.operation ?? 'GET manifest',
+            ...(e.url ? { url: e.url } : {}),
+          },
+        );
+      throw e;
+    });
+  const length = Number(res.headers['content-length']);
+  if (Number.isFinite(length) && length > maxSize) {
+    res.body.destroy();
+    throw new RegistryError(
+      'TooLarge',
+      `${what}: ${length} bytes, more than the ${maxSize} allowed for a manifest`,
+      {
+        operation: 'GET manifest',
+        url: safeUrl(res.url),
+      },
+    );
+  }
+  const bytes = await readLimited(res.body as AsyncIterable<Buffer> & { destroy: () => void }, maxSize, what);
+  const mediaType = (res.headers['content-type'] ?? '').split(';')[0]?.trim() || undefined;
+  const byDigest = reference.includes(':') ? parseDigest(reference) : undefined;
+  const wanted = options.expect?.digest ?? byDigest;
+  const algorithm = wanted ? splitDigest(wanted).algorithm : 'sha256';
+  const digest = digestOf(bytes, algorithm);
+  if (wanted && digest !== wanted)
+    throw new ImageError('DigestMismatch', `${what}: content has digest ${digest}, expected ${wanted}`);
+  if (options.expect && bytes.length !== options.expect.size)
+    throw new ImageError(
+      'SizeMismatch',
+      `${what}: ${bytes.length} bytes, its descriptor gives ${options.expect.size}`,
+    );
+  const header = res.headers['docker-content-digest'];
+  if (header) {
+    let claimed: Digest;
+    try {
+      claimed = parseDigest(header.trim(), 'Docker-Content-Digest');
+    } catch (e) {
+      throw new RegistryError('Protocol', `${what}: ${(e as Error).message}`);
+    }
+    const got =
+      splitDigest(claimed).algorithm === algorithm ? digest : digestOf(bytes, splitDigest(claimed).algorithm);
+    if (got !== claimed)
+      throw new ImageError(
+        'DigestMismatch',
+        `${what}: content has digest ${got}, the registry's Docker-Content-Digest says ${claimed}`,
+      );
+  }
+  const parsed = parseManifestOrIndex(bytes, mediaType, what);
+  const mt =
+    mediaType && mediaType !== 'application/json'
+      ? mediaType
+      : ((parsed.kind === 'index' ? parsed.index.mediaType : parsed.manifest.mediaType) ??
+        (parsed.kind === 'index' ? MediaType.ociIndex : MediaType.ociManifest));
+  return { descriptor: { mediaType: mt, digest, size: bytes.length }, bytes, parsed };
+}
+
+/** Fetches the manifest or index of `ref` (a tag or a digest). */
+export async function getManifest(
+  ref: string | Reference,
+  options: OperationOptions & { maxSize?: number } = {},
+): Promise<FetchedManifest> {
+  const r = typeof ref === 'string' ? parseReference(ref) : ref;
+  return withClient(options, (client) =>
+    fetchManifest(client, r, r.digest ?? r.tag ?? 'latest', {
+      signal: options.signal,
+      ...(options.maxSize !== undefined ? { maxSize: options.maxSize } : {}),
+    }),
+  );
+}
+
+/** Every tag of a repository, following the `Link` header's pages. */
+export async function listTags(
+  repository: string | Reference,
+  options: OperationOptions & { pageSize?: number } = {},
+): Promise<string[]> {
+  const r = typeof repository === 'string' ? parseReference(repository) : repository;
+  return withClient(options, async (client) => {
+    const tags: string[] = [];
+    let url: string | undefined =
+      `/v2/${r.path}/tags/list${options.pageSize ? `?n=${options.pageSize}` : ''}`;
+    for (let page = 0; url && page < 10_000; page++) {
+      const res = await client.send(r.domain, {
+        method: 'GET',
+        url,
+        operation: `list tags of ${r.name}`,
+        scopes: [repositoryScope(r.path, 'pull')],
+        signal: options.signal,
+      });
+      const body = await readLimited(res.body as AsyncIterable<Buffer>, 16 << 20, `tags of ${r.name}`);
+      let doc: { tags?: unknown };
+      try {
+        doc = JSON.parse(body.toString('utf8')) as typeof doc;
+      } catch {
+        throw new RegistryError('Protocol', `list tags of ${r.name}: the answer is not JSON`);
+      }
+      if (Array.isArray(doc.tags)) for (const t of doc.tags) if (typeof t === 'string') tags.push(t);
+      const link = res.headers.link;
+      const next = link ? /<([^>]+)>\s*;\s*rel="?next"?/i.exec(link)?.[1] : undefined;
+      url = next ? new URL(next, res.url).toString() : undefined;
+    }
+    return tags;
+  });
+}
+
+/** What a pull reports as it goes (for progress displays). */
+export type PullProgress =
+  | {
+      type: 'resolved';
+      reference: string;
+      /** The digest of what the tag points at (an index for multi-platform images). */
+      digest: Digest;
+      mediaType: string;
+      /** The manifest chosen for the platform. */
+      manifest: Descriptor;
+      platform?: string;
+    }
+  | {
+      type: 'blob';
+      kind: 'config' | 'layer';
+      digest: Digest;
+      size: number;
+      /**
+       * `waiting` (queued), `downloading` (with `current` bytes), `retrying` (with `message`),
+       * `verifying`, `complete`, `exists` (already in the store).
+       */
+      status: 'waiting' | 'downloading' | 'retrying' | 'verifying' | 'complete' | 'exists';
+      current?: number;
+      message?: string;
+    }
+  | { type: 'warning'; message: string };
+
+/** Options of {@link pull}. */
+export interface PullOptions extends OperationOptions {
+  /** The platform to choose from an index: `linux/arm64/v8` or an object (default: this machine's). */
+  platform?: string | Platform;
+  /** Blobs downloaded at once (default 3, as Docker). */
+  concurrency?: number;
+  maxManifestSize?: number;
+  onProgress?: (event: PullProgress) => void;
+  /** Record `reference` in the store (default true). */
+  tag?: boolean;
+}
+
+/** What a pull did. */
+export interface PullResult {
+  reference: Reference;
+  /** The digest the reference resolved to at the registry (an index's for multi-platform images): Docker's "Digest:". */
+  digest: Digest;
+  /** The platform-specific image manifest, as recorded in the store under `reference.toString()`. */
+  manifestDescriptor: Descriptor;
+  manifest: Manifest;
+  configDescriptor: Descriptor;
+  config: ImageConfig;
+  /** The index it was chosen from, when the reference named one (the index blob is stored too). */
+  indexDescriptor?: Descriptor;
+  /** Bytes downloaded (blobs only). */
+  downloadedBytes: number;
+  /** Blobs that were already in the store. */
+  presentBlobs: number;
+  /** False when the store already had this manifest under this name and nothing was downloaded. */
+  updated: boolean;
+}
+
+function isForeign(d: Descriptor): boolean {
+  return (
+    d.mediaType === MediaType.dockerLayerForeignGzip ||
+    d.mediaType.startsWith('application/vnd.oci.image.layer.nondistributable.')
+  );
+}
+
+/** Runs `fn` on each item, at most `limit` at once; the first failure aborts the rest. */
+async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed: unknown;
+  let hasFailed = false;
+  const worker = async () => {
+    while (!hasFailed && next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await fn(item);
+      } catch (e) {
+        if (!hasFailed) {
+          hasFailed = true;
+          failed = e;
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (hasFailed) throw failed;
+}
+
+function isNetworkFailure(e: unknown): boolean {
+  if (isRegistryError(e)) return e.temporary;
+  if (isImageError(e)) return false;
+  const code = networkCode(e);
+  return code !== undefined && code !== 'UND_ERR_ABORTED' && code !== 'ABORT_ERR';
+}
+
+/**
+ * Downloads one blob into the store: resumes a partial download with `Range`, streams through
+ * the store's ingest (size and digest checked; a bad blob is deleted), retries dropped
+ * connections and temporary errors, falls back to a foreign layer's `urls`.
+ */
+export async function downloadBlob(
+  client: RegistryClient,
+  store: ContentStore,
+  repo: Reference,
+  desc: Descriptor,
+  options: {
+    signal?: AbortSignal | undefined;
+    onProgress?:
+      | ((current: number, status: 'downloading' | 'retrying' | 'verifying', message?: string) => void)
+      | undefined;
+  } = {},
+): Promise<{ downloaded: number; present: boolean }> {
+  const what = `blob ${desc.digest}`;
+  let downloaded = 0;
+  let urls = [`/v2/${repo.path}/blobs/${desc.digest}`];
+  for (let attempt = 1; ; attempt++) {
+    const w = await store.ingest(
+      { digest: desc.digest, size: desc.size },
+      { resume: true, ...(options.signal ? { signal: options.signal } : {}) },
+    );
+    if (w.present) return { downloaded, present: attempt === 1 };
+    let ingest = w;
+    try {
+      if (ingest.offset === desc.size) {
+        options.onProgress?.(ingest.offset, 'verifying');
+        await ingest.commit();
+        return { downloaded, present: false };
+      }
+      const url = urls[0] as string;
+      const foreign = !url.startsWith('/');
+      const res = await client.send(foreign ? new URL(url).host : repo.domain, {
+        method: 'GET',
+        url,
+        operation: `GET ${what} from ${foreign ? safeUrl(url) : repo.name}`,
+        scopes: [repositoryScope(repo.path, 'pull')],
+        headers: ingest.offset > 0 ? { range: `bytes=${ingest.offset}-` } : {},
+        signal: options.signal,
+        accept: [200, 206],
+        ...(foreign ? { anonymous: true } : {}),
+      });
+      if (res.status === 200 && ingest.offset > 0) {
+        // The server ignored Range: start over from byte 0.
+        await ingest.abort();
+        ingest = await store.ingest(
+          { digest: desc.digest, size: desc.size },
+          options.signal ? { signal: options.signal } : {},
+        );
+        if (ingest.present) {
+          res.body.destroy();
+          return { downloaded, present: false };
+        }
+      } else if (res.status === 206) {
+        const m = /^bytes (\d+)-/.exec(res.headers['content-range'] ?? '');
+        if (!m || Number(m[1]) !== ingest.offset) {
+          res.body.destroy();
+          await ingest.abort();
+          throw new RegistryError(
+            'Protocol',
+            `${what}: the registry answered Range bytes=${ingest.offset}- with Content-Range "${res.headers['content-range'] ?? ''}"`,
+          );
+        }
+      }
+      let current = ingest.offset;
+      options.onProgress?.(current, 'downloading');
+      let last = 0;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        await ingest.write(chunk);
+        current += chunk.length;
+        downloaded += chunk.length;
+        const now = Date.now();
+        if (now - last > 100) {
+          last = now;
+          options.onProgress?.(current, 'downloading');
+        }
+      }
+      options.onProgress?.(current, 'verifying');
+      await ingest.commit();
+      return { downloaded, present: false };
+    } catch (e) {
+      // Wrong content is deleted (and never retried); a dropped transfer keeps its bytes for a resume.
+      await ingest.abort({ keepPartial: isNetworkFailure(e) });
+      if (isImageError(e)) throw e;
+      if (isRegistryError(e) && e.code === 'NotFound' && isForeign(desc)) {
+        const usable = (desc.urls ?? []).filter((u) => /^https?:\/\//.test(u));
+        if (urls[0]?.startsWith('/') && usable.length > 0) {
+          urls = usable;
+          attempt = 0;
+          continue;
+        }
+        const where = urls[0]?.startsWith('/') ? repo.name : safeUrl(urls[0] as string);
+        throw new RegistryError(
+          'Unsupported',
+          `${what} is a non-distributable (foreign) layer that ${where} does not serve${
+            desc.urls?.length
+              ? usable.length
+                ? ''
+                : `, and its urls are not http(s): ${desc.urls.join(', ')}`
+              : ', and its descriptor lists no urls'
+          }`,
+          { status: 404 },
+        );
+      }
+      if (options.signal?.aborted) throw e;
+      if (isNetworkFailure(e) && attempt < client.attempts) {
+        options.onProgress?.(0, 'retrying', e instanceof Error ? e.message : String(e));
+        await new Promise((r) => setTimeout(r, client.backoff(attempt)));
+        continue;
+      }
+      if (isRegistryError(e) || isImageError(e)) throw e;
+      throw new RegistryError(
+        'Network',
+        `${what}: ${(e as Error).message ?? String(e)}${networkCode(e) ? ` (${networkCode(e)})` : ''}`,
+        { cause: e },
+      );
+    }
+  }
+}
+
+/**
+ * Pulls an image into a content store: resolves the reference, chooses the platform's manifest
+ * from an index, downloads config and layers (concurrently, verified, resumable, skipped when
+ * present), stores the manifest (and the index), then points `reference.toString()` at the
+ * platform's manifest.
+ */
+export async function pull(
+  store: ContentStore,
+  ref: string | Reference,
+  options: PullOptions = {},
+): Promise<PullResult> {
+  const r = typeof ref === 'string' ? parseReference(ref) : ref;
+  const explicitPlatform = options.platform !== undefined;
+  const want: Platform =
+    options.platform === undefined
+      ? hostPlatform()
+      : typeof options.platform === 'string'
+        ? parsePlatform(options.platform)
+        : options.platform;
+  const emit = options.onProgress ?? (() => {});
+  return withClient(options, async (client) => {
+    const maxSize = options.maxManifestSize ?? MAX_MANIFEST_SIZE;
+    const top = await fetchManifest(client, r, r.digest ?? r.tag ?? 'latest', {
+      signal: options.signal,
+      maxSize,
+    });
+    let chosen = top;
+    let index: { descriptor: Descriptor; bytes: Buffer; index: Index } | undefined;
+    if (top.parsed.kind === 'index') {
+      index = { descriptor: top.descriptor, bytes: top.bytes, index: top.parsed.index };
+      const child = selectManifest(top.parsed.index, want, `${refText(r)}`);
+      if (isIndexMediaType(child.mediaType))
+        throw new RegistryError(
+          'Unsupported',
+          `${refText(r)}: the index entry for ${formatPlatform(want)} is itself an index (nested indexes are not supported)`,
+        );
+      chosen = await fetchManifest(client, r, child.digest, {
+        signal: options.signal,
+        maxSize,
+        expect: child,
+      });
+      if (chosen.parsed.kind !== 'manifest')
+        throw new ImageError(
+          'InvalidDocument',
+          `${refText(r)}: ${child.digest} is listed as a manifest but is an index`,
+        );
+      chosen.descriptor = { ...chosen.descriptor, mediaType: child.mediaType, platform: child.platform };
+    }
+    if (chosen.parsed.kind !== 'manifest')
+      throw new ImageError('InvalidDocument', `${refText(r)}: not an image manifest`);
+    const manifest = chosen.parsed.manifest;
+    emit({
+      type: 'resolved',
+      reference: refText(r),
+      digest: top.descriptor.digest,
+      mediaType: top.descriptor.mediaType,
+      manifest: chosen.descriptor,
+      ...(index ? { platform: formatPlatform(want) } : {}),
+    });
+    const previous = await store.resolve(refText(r));
+
+    const blobs: Array<{ desc: Descriptor; kind: 'config' | 'layer' }> = [
+      { desc: manifest.config, kind: 'config' },
+      ...manifest.layers.map((desc) => ({ desc, kind: 'layer' as const })),
+    ];
+    const seen = new Set<string>();
+    const unique = blobs.filter((b) => !seen.has(b.desc.digest) && seen.add(b.desc.digest));
+    for (const b of unique)
+      emit({ type: 'blob', kind: b.kind, digest: b.desc.digest, size: b.desc.size, status: 'waiting' });
+
+    const inner = new AbortController();
+    const onAbort = () => inner.abort(options.signal?.reason);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    let downloadedBytes = 0;
+    let presentBlobs = 0;
+    try {
+      await mapLimit(unique, options.concurrency ?? 3, async ({ desc, kind }) => {
+        if (await store.has(desc.digest)) {
+          presentBlobs++;
+          emit({ type: 'blob', kind, digest: desc.digest, size: desc.size, status: 'exists' });
+          return;
+        }
+        try {
+          const got = await downloadBlob(client, store, r, desc, {
+            signal: inner.signal,
+            onProgress: (current, status, message) =>
+              emit({
+                type: 'blob',
+                kind,
+                digest: desc.digest,
+                size: desc.size,
+                status,
+                current,
+                ...(message ? { message } : {}),
+              }),
+          });
+          downloadedBytes += got.downloaded;
+          if (got.present) presentBlobs++;
+          emit({
+            type: 'blob',
+            kind,
+            digest: desc.digest,
+            size: desc.size,
+            status: got.present ? 'exists' : 'complete',
+            current: desc.size,
+          });
+        } catch (e) {
+          inner.abort(e);
+          throw e;
+        }
+      });
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+
+    const config = parseImageConfig(
+      await store.read(manifest.config.digest),
+      `config ${manifest.config.digest}`,
+    );
+    const configPlatform: Platform = {
+      os: config.os,
+      architecture: config.architecture,
+      ...(config.variant ? { variant: config.variant } : {}),
+    };
+    if (!index && !platformMatches(configPlatform, want)) {
+      const msg = `${refText(r)} is for ${formatPlatform(configPlatform)}, not ${formatPlatform(want)}`;
+      if (explicitPlatform)
+        throw new ImageError('NoMatchingPlatform', `${msg} (the registry has no other platform for it)`);
+      emit({ type: 'warning', message: `the image ${msg}` });
+    }
+    if (index) await store.put(index.bytes, index.descriptor.digest);
+    await store.put(chosen.bytes, chosen.descriptor.digest);
+    const manifestDescriptor: Descriptor = {
+      mediaType: chosen.descriptor.mediaType,
+      digest: chosen.descriptor.digest,
+      size: chosen.descriptor.size,
+      platform: chosen.descriptor.platform ?? configPlatform,
+    };
+    if (options.tag !== false) await store.setRef(refText(r), manifestDescriptor);
+    return {
+      reference: r,
+      digest: top.descriptor.digest,
+      manifestDescriptor,
+      manifest,
+      configDescriptor: manifest.config,
+      config,
+      ...(index ? { indexDescriptor: index.descriptor } : {}),
+      downloadedBytes,
+      presentBlobs,
+      updated: previous?.digest !== manifestDescriptor.digest || downloadedBytes > 0,
+    };
+  });
+}
