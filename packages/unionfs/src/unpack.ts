@@ -1,0 +1,826 @@
+/**
+ * Unpacks one OCI layer (a tar, gzip'd, zstd'd or plain) into a directory, verifying the blob's
+ * digest and computing the diffID while it streams.
+ *
+ * Containment: every parent directory is opened with `openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)`
+ * relative to the layer's root fd, so a symlink met on the way (an absolute one, `..` chains) is
+ * resolved as if the layer root were `/`; the entry itself is created relative to that parent fd
+ * and never followed (`O_EXCL|O_NOFOLLOW`, `mknodat`, `symlinkat`, `linkat` without FOLLOW).
+ * Names with a `..` component are refused; a leading `/` is dropped (as Docker and containerd do).
+ *
+ * The filesystem work is synchronous on purpose: a layer has tens of thousands of small files and
+ * a promise per syscall costs more than the syscall. Decompression runs on libuv's pool (zlib)
+ * while the main thread parses and writes.
+ */
+import {
+  chmodSync,
+  closeSync,
+  createReadStream,
+  fchmodSync,
+  fchownSync,
+  fstatSync,
+  lstatSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  readSync,
+  rmSync,
+  type Stats,
+  writeSync,
+} from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { Transform, type TransformCallback, Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { type Compression, type Digest, Digester, isImageError, VerifyStream } from '@tsc/image';
+import { S } from '@tsc/syscall';
+import { isUnionfsError, UnionfsError } from './errors.js';
+import {
+  errCode,
+  fdPath,
+  fsetxattr,
+  fchownat,
+  lgetxattrs,
+  linkat,
+  lsetxattr,
+  makedev,
+  setxattr,
+  mkdirat,
+  mknodat,
+  O,
+  openat,
+  openInRoot,
+  symlinkat,
+  unlinkat,
+  utimensat,
+  type Timespec,
+} from './sys.js';
+import { type TarEntry, TarParser, type TarSink } from './tar.js';
+
+/**
+ * How whiteouts are written:
+ * - `overlay`: as overlayfs reads them — a 0/0 char device for `.wh.NAME`, the
+ *   `trusted.overlay.opaque=y` xattr for `.wh..wh..opq` (the layer is a layer of its own);
+ * - `overlay-user`: the same with `user.overlay.opaque` (overlay mounted with `userxattr`, rootless);
+ * - `aufs`: kept as aufs reads them, `.wh.NAME` files (the archive's own form);
+ * - `applied`: by deleting from the directory, which already holds the layers below (copy, btrfs).
+ */
+export type WhiteoutFormat = 'overlay' | 'overlay-user' | 'aufs' | 'applied';
+
+export interface UnpackLayerOptions {
+  /** How the blob is compressed (from the media type, see `layerCompression`). */
+  compression: Compression;
+  /** How whiteouts become files. */
+  whiteouts: WhiteoutFormat;
+  /** The blob's digest: checked as it streams (`DigestMismatch`). */
+  digest?: Digest;
+  /** The blob's size from its descriptor (`SizeMismatch`). */
+  size?: number;
+  /** The expected diffID (sha256 of the uncompressed tar), from the image config. */
+  diffID?: Digest;
+  /**
+   * For the overlay formats: the directories of the layers below, topmost first. A hardlink whose
+   * target is in a lower layer copies that target up first; a directory created only because an
+   * entry needs it takes the lower directory's owner and mode, so the merged view keeps them.
+   */
+  lowers?: readonly string[];
+  /** Skip what needs privilege (chown, device nodes, trusted.* xattrs) and report it. Default: not uid 0. */
+  rootless?: boolean;
+  /**
+   * `dir` exists already (it holds the layers below, for `applied` whiteouts) and is the caller's:
+   * not created here, and not removed on failure.
+   */
+  existing?: boolean;
+  signal?: AbortSignal;
+  /** Called with the compressed bytes read so far, at most every 64 KiB of input. */
+  onProgress?: (bytes: number) => void;
+}
+
+export interface UnpackLayerResult {
+  /** sha256 of the uncompressed tar. */
+  diffID: Digest;
+  /** The blob's digest (as read). */
+  digest: Digest;
+  /** Compressed and uncompressed sizes. */
+  compressedSize: number;
+  size: number;
+  entries: number;
+  /** What could not be done (rootless: `chown`, `mknod`, privileged xattrs), one line each. */
+  skipped: string[];
+}
+
+const MAX_SKIPPED = 200;
+const IS_ROOT = process.getuid?.() === 0 && process.getgid?.() === 0;
+const DIR_CACHE = 128;
+const OPAQUE_TRUSTED = 'trusted.overlay.opaque';
+const OPAQUE_USER = 'user.overlay.opaque';
+const Y = Buffer.from('y');
+
+let umaskCache: number | undefined;
+function umask(): number {
+  if (umaskCache === undefined) {
+    const m = /^Umask:\s+([0-7]+)/m.exec(readFileSync('/proc/self/status', 'latin1'));
+    umaskCache = m?.[1] ? Number.parseInt(m[1], 8) : 0o022;
+  }
+  return umaskCache;
+}
+
+/**
+ * Cleans an archive name into a relative path: `./` and `/` prefixes and trailing slashes dropped,
+ * empty and `.` components removed. `..` anywhere is refused.
+ * @returns '' for the root itself.
+ */
+export function cleanPath(name: string, what: string): string {
+  const parts: string[] = [];
+  for (const p of name.split('/')) {
+    if (p === '' || p === '.') continue;
+    if (p === '..')
+      throw new UnionfsError('Escape', `layer entry "${name}": ${what} has a ".." component (refused)`);
+    if (p.includes('\0')) throw new UnionfsError('InvalidTar', `layer entry "${name}": NUL in ${what}`);
+    parts.push(p);
+  }
+  return parts.join('/');
+}
+
+function splitParent(rel: string): [string, string] {
+  const i = rel.lastIndexOf('/');
+  return i < 0 ? ['', rel] : [rel.slice(0, i), rel.slice(i + 1)];
+}
+
+function typeBits(t: TarEntry['type']): number {
+  switch (t) {
+    case 'char':
+      return S.IFCHR;
+    case 'block':
+      return S.IFBLK;
+    case 'fifo':
+      return S.IFIFO;
+    default:
+      return 0;
+  }
+}
+
+interface DirMeta {
+  rel: string;
+  mode: number;
+  atime: Timespec;
+  mtime: Timespec;
+}
+
+/** The synchronous half: turns tar entries into files below a root fd. */
+export class Extractor implements TarSink {
+  readonly skipped: string[] = [];
+  #skippedCount = 0;
+  #rootFd: number;
+  #format: WhiteoutFormat;
+  #rootless: boolean;
+  #lowers: readonly string[];
+  #lowerFds: (number | undefined)[] = [];
+  #dirs = new Map<string, number>();
+  #dirMeta: DirMeta[] = [];
+  /** Paths this layer wrote (applied format: whiteouts and opaque markers must not delete them). */
+  #written = new Set<string>();
+  #file: { fd: number; e: TarEntry; rel: string; pos: number } | undefined;
+  #skipPriv = { chown: false, mknod: false };
+
+  constructor(rootFd: number, opts: { whiteouts: WhiteoutFormat; rootless: boolean; lowers?: readonly string[] }) {
+    this.#rootFd = rootFd;
+    this.#format = opts.whiteouts;
+    this.#rootless = opts.rootless;
+    this.#lowers = opts.lowers ?? [];
+  }
+
+  #skip(what: string): void {
+    this.#skippedCount++;
+    if (this.skipped.length < MAX_SKIPPED) this.skipped.push(what);
+    else if (this.skipped.length === MAX_SKIPPED) this.skipped.push('… (more skipped, list truncated)');
+  }
+
+  entry(e: TarEntry): void {
+    let rel: string;
+    try {
+      rel = cleanPath(e.path, 'its name');
+      this.#entry(e, rel);
+    } catch (err) {
+      throw this.#named(e.path, err);
+    }
+  }
+
+  #named(path: string, err: unknown): unknown {
+    if (isUnionfsError(err)) return err;
+    const code = errCode(err);
+    const msg = err instanceof Error ? err.message : String(err);
+    return new UnionfsError(
+      code === 'EXDEV' || code === 'ELOOP' ? 'Escape' : 'System',
+      `layer entry "${path}": ${msg}`,
+      { cause: err },
+    );
+  }
+
+  data(chunk: Buffer): void {
+    const f = this.#file;
+    if (!f) return;
+    let off = 0;
+    while (off < chunk.length) {
+      const n = writeSync(f.fd, chunk, off, chunk.length - off, f.pos);
+      off += n;
+      f.pos += n;
+    }
+  }
+
+  end(): void {
+    const f = this.#file;
+    if (!f) return;
+    this.#file = undefined;
+    try {
+      this.#ownModeXattrs(f.fd, f.e, f.rel, true);
+      utimensat(f.fd, null, f.e.atime ?? f.e.mtime, f.e.mtime);
+    } catch (err) {
+      throw this.#named(f.e.path, err);
+    } finally {
+      closeSync(f.fd);
+    }
+  }
+
+  #entry(e: TarEntry, rel: string): void {
+    const [parentRel, base] = splitParent(rel);
+    if (base.startsWith('.wh.')) {
+      this.#whiteout(e, parentRel, base);
+      return;
+    }
+    if (rel === '') {
+      if (e.type !== 'dir') throw new UnionfsError('InvalidTar', 'the layer root is not a directory');
+      this.#ownDirByFd(this.#rootFd, e, '');
+      return;
+    }
+    const pfd = this.#parent(parentRel);
+    if (this.#format === 'applied') this.#written.add(rel);
+    switch (e.type) {
+      case 'dir': {
+        try {
+          mkdirat(pfd, base, 0o700);
+        } catch (err) {
+          if (errCode(err) !== 'EEXIST') throw err;
+          const st = lstatSync(fdPath(pfd, base));
+          if (!st.isDirectory()) {
+            this.#remove(pfd, base, rel, st);
+            mkdirat(pfd, base, 0o700);
+          }
+        }
+        const fd = openat(pfd, base, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
+        this.#ownDirByFd(fd, e, rel);
+        this.#cacheDir(rel, fd);
+        return;
+      }
+      case 'file': {
+        const flags = O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW;
+        const mode = e.mode & 0o777;
+        let fd: number;
+        try {
+          fd = openat(pfd, base, flags, mode);
+        } catch (err) {
+          if (errCode(err) !== 'EEXIST') throw err;
+          this.#remove(pfd, base, rel);
+          fd = openat(pfd, base, flags, mode);
+        }
+        this.#file = { fd, e, rel, pos: 0 };
+        return;
+      }
+      case 'symlink':
+        this.#create(pfd, base, rel, () => symlinkat(e.linkpath, pfd, base));
+        this.#ownByName(pfd, base, e, rel);
+        return;
+      case 'link': {
+        const target = cleanPath(e.linkpath, 'its hardlink target');
+        if (target === '') throw new UnionfsError('InvalidTar', 'hardlink to the layer root');
+        const [tParent, tBase] = splitParent(target);
+        const tryLink = (): boolean => {
+          let tfd: number;
+          try {
+            tfd = this.#parent(tParent, false);
+            this.#create(pfd, base, rel, () => linkat(tfd, tBase, pfd, base));
+            return true;
+          } catch (err) {
+            if (errCode(err) === 'ENOENT') return false;
+            throw err;
+          }
+        };
+        if (!tryLink() && !(this.#copyUp(target) && tryLink()))
+          throw new UnionfsError('InvalidTar', `hardlink target "${e.linkpath}" is not in the layer`);
+        return;
+      }
+      case 'char':
+      case 'block':
+      case 'fifo': {
+        const dev = makedev(e.devmajor, e.devminor);
+        try {
+          this.#create(pfd, base, rel, () => mknodat(pfd, base, typeBits(e.type) | (e.mode & 0o7777), dev));
+        } catch (err) {
+          if (errCode(err) !== 'EPERM') throw err;
+          this.#skip(`mknod ${rel} (${e.type} ${e.devmajor}:${e.devminor}): EPERM`);
+          return;
+        }
+        this.#ownByName(pfd, base, e, rel, (e.mode & umask()) !== 0);
+        return;
+      }
+    }
+  }
+
+  /** Runs `make`; if the name exists, removes what is there (a directory with its contents) and retries. */
+  #create(pfd: number, base: string, rel: string, make: () => void): void {
+    try {
+      make();
+    } catch (err) {
+      if (errCode(err) !== 'EEXIST') throw err;
+      this.#remove(pfd, base, rel);
+      make();
+    }
+  }
+
+  #remove(pfd: number, base: string, rel: string, st?: Stats): void {
+    const s = st ?? lstatSync(fdPath(pfd, base));
+    if (s.isDirectory()) rmSync(fdPath(pfd, base), { recursive: true, force: true });
+    else unlinkat(pfd, base, false);
+    if (s.isDirectory() || s.isSymbolicLink()) this.#forget(rel);
+  }
+
+  /** Drops cached directory fds at or below `rel` (it was replaced or deleted). */
+  #forget(rel: string): void {
+    for (const [k, fd] of this.#dirs) {
+      if (k === rel || k.startsWith(`${rel}/`) || rel === '') {
+        closeSync(fd);
+        this.#dirs.delete(k);
+      }
+    }
+  }
+
+  #cacheDir(rel: string, fd: number): void {
+    const old = this.#dirs.get(rel);
+    if (old !== undefined) {
+      closeSync(old);
+      this.#dirs.delete(rel);
+    }
+    if (this.#dirs.size >= DIR_CACHE) {
+      const [k, v] = this.#dirs.entries().next().value as [string, number];
+      closeSync(v);
+      this.#dirs.delete(k);
+    }
+    this.#dirs.set(rel, fd);
+  }
+
+  /**
+   * An fd of the directory `rel` inside the root, resolved in-root; made (with its missing parents)
+   * when `create` and it does not exist.
+   */
+  #parent(rel: string, create = true): number {
+    if (rel === '') return this.#rootFd;
+    const cached = this.#dirs.get(rel);
+    if (cached !== undefined) {
+      // keep recently used directories at the end (LRU)
+      this.#dirs.delete(rel);
+      this.#dirs.set(rel, cached);
+      return cached;
+    }
+    let fd: number;
+    try {
+      fd = openInRoot(this.#rootFd, rel, O.PATH | O.DIRECTORY);
+    } catch (err) {
+      const code = errCode(err);
+      if (code === 'ENOTDIR')
+        throw new UnionfsError('InvalidTar', `a parent of it ("${rel}" or above) is not a directory`);
+      if (code !== 'ENOENT' || !create) throw err;
+      const [pp, base] = splitParent(rel);
+      const pfd = this.#parent(pp, true);
+      try {
+        mkdirat(pfd, base, 0o755);
+      } catch (e2) {
+        if (errCode(e2) !== 'EEXIST') throw e2;
+        throw new UnionfsError('InvalidTar', `its parent "${rel}" is a dangling symlink or not a directory`);
+      }
+      if (this.#format === 'applied') this.#written.add(rel);
+      this.#implicitDirMeta(pfd, base, rel);
+      fd = openInRoot(this.#rootFd, rel, O.PATH | O.DIRECTORY);
+    }
+    this.#cacheDir(rel, fd);
+    return fd;
+  }
+
+  /** A directory an entry needed but the archive did not list: owner and mode from the layer below. */
+  #implicitDirMeta(pfd: number, base: string, rel: string): void {
+    for (let i = 0; i < this.#lowers.length; i++) {
+      const lfd = this.#lowerFd(i);
+      let fd: number;
+      try {
+        fd = openInRoot(lfd, rel, O.PATH | O.NOFOLLOW);
+      } catch {
+        continue;
+      }
+      try {
+        const st = fstatSync(fd);
+        if (!st.isDirectory()) return;
+        if (!this.#rootless && (st.uid !== 0 || st.gid !== 0)) fchownat(pfd, base, st.uid, st.gid);
+        this.#dirMeta.push({
+          rel,
+          mode: st.mode & 0o7777,
+          atime: { sec: Math.floor(st.atimeMs / 1000), nsec: 0 },
+          mtime: { sec: Math.floor(st.mtimeMs / 1000), nsec: 0 },
+        });
+        return;
+      } finally {
+        closeSync(fd);
+      }
+    }
+  }
+
+  #lowerFd(i: number): number {
+    let fd = this.#lowerFds[i];
+    if (fd === undefined) {
+      fd = openat(-100, this.#lowers[i] as string, O.PATH | O.DIRECTORY);
+      this.#lowerFds[i] = fd;
+    }
+    return fd;
+  }
+
+  /** Copies a file or symlink from the layers below into this layer (for a hardlink to it). */
+  #copyUp(rel: string): boolean {
+    const [pRel, base] = splitParent(rel);
+    for (let i = 0; i < this.#lowers.length; i++) {
+      let lpfd: number;
+      try {
+        lpfd = openInRoot(this.#lowerFd(i), pRel, O.PATH | O.DIRECTORY);
+      } catch {
+        continue;
+      }
+      try {
+        let st: Stats;
+        try {
+          st = lstatSync(fdPath(lpfd, base));
+        } catch {
+          continue;
+        }
+        if (!st.isFile() && !st.isSymbolicLink()) return false; // a whiteout, a directory
+        const pfd = this.#parent(pRel, true);
+        const e: TarEntry = {
+          path: rel,
+          type: st.isFile() ? 'file' : 'symlink',
+          size: st.size,
+          mode: st.mode & 0o7777,
+          uid: st.uid,
+          gid: st.gid,
+          mtime: { sec: Math.floor(st.mtimeMs / 1000), nsec: 0 },
+          atime: undefined,
+          linkpath: '',
+          devmajor: 0,
+          devminor: 0,
+          xattrs: lgetxattrs(fdPath(lpfd, base)),
+        };
+        if (st.isSymbolicLink()) {
+          symlinkat(readlinkSync(fdPath(lpfd, base)), pfd, base);
+          this.#ownByName(pfd, base, e, rel);
+          return true;
+        }
+        const rfd = openat(lpfd, base, O.RDONLY | O.NOFOLLOW);
+        let wfd: number | undefined;
+        try {
+          wfd = openat(pfd, base, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, 0o600);
+          const buf = Buffer.allocUnsafe(1 << 20);
+          let pos = 0;
+          for (;;) {
+            const n = readSync(rfd, buf, 0, buf.length, pos);
+            if (n === 0) break;
+            let w = 0;
+            while (w < n) w += writeSync(wfd, buf, w, n - w, pos + w);
+            pos += n;
+          }
+          this.#ownModeXattrs(wfd, e, rel, true);
+          fchmodSync(wfd, e.mode);
+          utimensat(wfd, null, e.mtime, e.mtime);
+        } finally {
+          closeSync(rfd);
+          if (wfd !== undefined) closeSync(wfd);
+        }
+        return true;
+      } finally {
+        closeSync(lpfd);
+      }
+    }
+    return false;
+  }
+
+  #xattrAllowed(name: string, rel: string): boolean {
+    if (name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.')) {
+      this.#skip(`xattr ${name} on ${rel} (overlay's own attributes are never taken from a layer)`);
+      return false;
+    }
+    return true;
+  }
+
+  #setXattr(set: () => void, name: string, rel: string): void {
+    try {
+      set();
+    } catch (err) {
+      const code = errCode(err);
+      if ((code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') && (this.#rootless || !name.startsWith('user.')))
+        this.#skip(`xattr ${name} on ${rel}: ${code}`);
+      else throw err;
+    }
+  }
+
+  /** chown, chmod, xattrs (in that order: chown clears setuid bits and file capabilities). */
+  #ownModeXattrs(fd: number, e: TarEntry, rel: string, chmod: boolean): void {
+    const chowned = this.#chown(() => fchownSync(fd, e.uid, e.gid), e, rel);
+    if (chmod && (chowned || e.mode & 0o7000 || e.mode & umask())) fchmodSync(fd, e.mode);
+    for (const [k, v] of e.xattrs)
+      if (this.#xattrAllowed(k, rel)) this.#setXattr(() => fsetxattr(fd, k, v), k, rel);
+  }
+
+  /** Returns whether it changed the owner. */
+  #chown(doit: () => void, e: TarEntry, rel: string): boolean {
+    if (this.#rootless) {
+      if (e.uid !== 0 || e.gid !== 0) this.#skip(`chown ${rel} to ${e.uid}:${e.gid} (rootless)`);
+      return false;
+    }
+    if (e.uid === 0 && e.gid === 0 && IS_ROOT) return false;
+    try {
+      doit();
+      return true;
+    } catch (err) {
+      const code = errCode(err);
+      if (code !== 'EPERM' && code !== 'EINVAL') throw err;
+      this.#skip(`chown ${rel} to ${e.uid}:${e.gid}: ${code}`);
+      return false;
+    }
+  }
+
+  #ownDirByFd(fd: number, e: TarEntry, rel: string): void {
+    this.#ownModeXattrs(fd, e, rel, false);
+    this.#dirMeta.push({ rel, mode: e.mode, atime: e.atime ?? e.mtime, mtime: e.mtime });
+  }
+
+  /** Owner, mode, xattrs and times of a symlink or device node, by name in its parent. */
+  #ownByName(pfd: number, base: string, e: TarEntry, rel: string, chmod = false): void {
+    const chowned = this.#chown(() => fchownat(pfd, base, e.uid, e.gid), e, rel);
+    if (e.type !== 'symlink' && (chmod || chowned || e.mode & 0o7000)) {
+      const fd = openat(pfd, base, O.PATH | O.NOFOLLOW);
+      try {
+        chmodSync(fdPath(fd), e.mode); // through the O_PATH fd's magic link: the node itself
+      } finally {
+        closeSync(fd);
+      }
+    }
+    for (const [k, v] of e.xattrs)
+      if (this.#xattrAllowed(k, rel)) this.#setXattr(() => lsetxattr(fdPath(pfd, base), k, v), k, rel);
+    utimensat(pfd, base, e.atime ?? e.mtime, e.mtime);
+  }
+
+  #whiteout(e: TarEntry, parentRel: string, base: string): void {
+    const pfd = this.#parent(parentRel);
+    if (base === '.wh..wh..opq') {
+      switch (this.#format) {
+        case 'aufs':
+          this.#create(pfd, base, parentRel ? `${parentRel}/${base}` : base, () => {
+            const fd = openat(pfd, base, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, 0o444);
+            closeSync(fd);
+          });
+          return;
+        case 'overlay':
+        case 'overlay-user': {
+          const name = this.#format === 'overlay' ? OPAQUE_TRUSTED : OPAQUE_USER;
+          this.#setXattr(() => setxattr(fdPath(pfd), name, Y), name, parentRel || '/');
+          return;
+        }
+        case 'applied':
+          this.#clearExceptWritten(pfd, parentRel);
+          return;
+      }
+    }
+    if (base.startsWith('.wh..wh.')) return; // aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs)
+    const target = base.slice(4);
+    if (target === '' || target === '.' || target === '..')
+      throw new UnionfsError('InvalidTar', `bad whiteout name "${e.path}"`);
+    const rel = parentRel ? `${parentRel}/${target}` : target;
+    switch (this.#format) {
+      case 'aufs': {
+        const fd = openat(pfd, base, O.WRONLY | O.CREAT | O.NOFOLLOW, 0o444);
+        closeSync(fd);
+        return;
+      }
+      case 'overlay':
+      case 'overlay-user':
+        try {
+          mknodat(pfd, target, S.IFCHR, 0n);
+        } catch (err) {
+          const code = errCode(err);
+          if (code === 'EEXIST') return; // this layer wrote the path: it already hides the lower one
+          if (code === 'EPERM') {
+            this.#skip(`whiteout ${rel}: mknod EPERM (no CAP_MKNOD)`);
+            return;
+          }
+          throw err;
+        }
+        this.#chown(() => fchownat(pfd, target, 0, 0), { ...e, uid: 0, gid: 0 }, rel);
+        return;
+      case 'applied': {
+        if (this.#written.has(rel)) return;
+        let st: Stats;
+        try {
+          st = lstatSync(fdPath(pfd, target));
+        } catch {
+          return;
+        }
+        this.#remove(pfd, target, rel, st);
+        return;
+      }
+    }
+  }
+
+  /** `.wh..wh..opq` on a merged tree: delete what lower layers put in the directory. */
+  #clearExceptWritten(dfd: number, rel: string): void {
+    for (const name of readdirSync(fdPath(dfd))) {
+      const child = rel ? `${rel}/${name}` : name;
+      const st = lstatSync(fdPath(dfd, name));
+      if (this.#written.has(child)) {
+        if (st.isDirectory()) {
+          const cfd = openat(dfd, name, O.PATH | O.DIRECTORY | O.NOFOLLOW);
+          try {
+            this.#clearExceptWritten(cfd, child);
+          } finally {
+            closeSync(cfd);
+          }
+        }
+        continue;
+      }
+      this.#remove(dfd, name, child, st);
+    }
+  }
+
+  /** Applies the deferred directory modes and times (after their contents were written). */
+  finish(): void {
+    for (const fd of this.#dirs.values()) closeSync(fd);
+    this.#dirs.clear();
+    for (const d of this.#dirMeta) {
+      let fd: number;
+      try {
+        fd = d.rel === '' ? this.#rootFd : openInRoot(this.#rootFd, d.rel, O.PATH | O.NOFOLLOW | O.DIRECTORY);
+      } catch {
+        continue; // replaced or deleted later in the layer
+      }
+      try {
+        const rfd = openat(-100, fdPath(fd), O.RDONLY | O.DIRECTORY);
+        try {
+          fchmodSync(rfd, d.mode);
+          utimensat(rfd, null, d.atime, d.mtime);
+        } finally {
+          closeSync(rfd);
+        }
+      } finally {
+        if (fd !== this.#rootFd) closeSync(fd);
+      }
+    }
+    this.#dirMeta = [];
+    this.close();
+  }
+
+  close(): void {
+    if (this.#file) {
+      closeSync(this.#file.fd);
+      this.#file = undefined;
+    }
+    for (const fd of this.#dirs.values()) closeSync(fd);
+    this.#dirs.clear();
+    for (const fd of this.#lowerFds) if (fd !== undefined) closeSync(fd);
+    this.#lowerFds = [];
+  }
+
+  get skippedCount(): number {
+    return this.#skippedCount;
+  }
+}
+
+class Hashing extends Transform {
+  readonly digester = new Digester();
+  override _transform(chunk: Buffer, _e: BufferEncoding, done: TransformCallback): void {
+    this.digester.update(chunk);
+    done(null, chunk);
+  }
+}
+
+async function decompressor(c: Compression): Promise<Transform | undefined> {
+  if (c === 'gzip') return createGunzip({ chunkSize: 1 << 20 });
+  if (c === 'zstd') {
+    const { DecompressStream } = await import('zstd-napi');
+    return new DecompressStream();
+  }
+  return undefined;
+}
+
+/**
+ * Unpacks a layer blob (a path or a stream) into `dir`, which must not exist yet: it is created,
+ * and removed again when anything fails (a digest mismatch included), so a failure leaves nothing.
+ *
+ * @throws UnionfsError `DigestMismatch` (blob or diffID), `SizeMismatch`, `Escape`, `InvalidTar`,
+ * `Unsupported`, `System` — each naming the entry or the digest.
+ */
+export async function unpackLayer(
+  dir: string,
+  blob: string | Readable,
+  opts: UnpackLayerOptions,
+): Promise<UnpackLayerResult> {
+  if (!opts.existing) {
+    try {
+      await mkdir(dir, { mode: 0o755 });
+    } catch (e) {
+      throw new UnionfsError('System', `unpack: create ${dir}: ${errCode(e) ?? String(e)}`, { cause: e });
+    }
+  }
+  let rootFd: number | undefined;
+  let ex: Extractor | undefined;
+  try {
+    rootFd = openat(-100, dir, O.RDONLY | O.DIRECTORY);
+    const extractor = new Extractor(rootFd, {
+      whiteouts: opts.whiteouts,
+      rootless: opts.rootless ?? process.getuid?.() !== 0,
+      ...(opts.lowers ? { lowers: opts.lowers } : {}),
+    });
+    ex = extractor;
+    const parser = new TarParser(extractor);
+    const diff = new Digester();
+    const src = typeof blob === 'string' ? createReadStream(blob, { highWaterMark: 1 << 20 }) : blob;
+    const verify = opts.digest
+      ? new VerifyStream(opts.digest, { ...(opts.size !== undefined ? { size: opts.size } : {}), what: `layer ${opts.digest}` })
+      : undefined;
+    const hashing = verify ? undefined : new Hashing();
+    let read = 0;
+    let reported = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _e, done) {
+        read += chunk.length;
+        if (opts.onProgress && read - reported >= 65536) {
+          reported = read;
+          opts.onProgress(read);
+        }
+        done(null, chunk);
+      },
+    });
+    const sink = new Writable({
+      highWaterMark: 1 << 20,
+      write(chunk: Buffer, _e, done) {
+        diff.update(chunk);
+        try {
+          parser.write(chunk);
+          done();
+        } catch (e) {
+          done(e as Error);
+        }
+      },
+      final(done) {
+        try {
+          parser.finish();
+          done();
+        } catch (e) {
+          done(e as Error);
+        }
+      },
+    });
+    const stages: (Readable | Transform | Writable)[] = [src, counter];
+    if (verify) stages.push(verify);
+    if (hashing) stages.push(hashing);
+    const dec = await decompressor(opts.compression);
+    if (dec) stages.push(dec);
+    stages.push(sink);
+    await (pipeline as (...s: unknown[]) => Promise<void>)(...stages, ...(opts.signal ? [{ signal: opts.signal }] : []));
+    extractor.finish();
+    ex = undefined;
+    const diffID = diff.digest();
+    if (opts.diffID !== undefined && diffID !== opts.diffID)
+      throw new UnionfsError(
+        'DigestMismatch',
+        `layer ${opts.digest ?? dir}: uncompressed content has diffID ${diffID}, the image config says ${opts.diffID}`,
+      );
+    if (opts.onProgress) opts.onProgress(read);
+    return {
+      diffID,
+      digest: opts.digest ?? (hashing as Hashing).digester.digest(),
+      compressedSize: read,
+      size: diff.size,
+      entries: parser.entries,
+      skipped: extractor.skippedCount > 0 ? extractor.skipped : [],
+    };
+  } catch (e) {
+    ex?.close();
+    if (rootFd !== undefined) closeSync(rootFd);
+    rootFd = undefined;
+    if (!opts.existing) await rm(dir, { recursive: true, force: true }).catch(() => {});
+    if (isImageError(e)) throw new UnionfsError(e.code === 'SizeMismatch' ? 'SizeMismatch' : 'DigestMismatch', e.message, { cause: e });
+    if (isUnionfsError(e)) throw e;
+    const name = (e as Error)?.name;
+    if (name === 'AbortError') throw e;
+    const code = errCode(e);
+    if (code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR' || /zstd|incorrect header|unexpected end/i.test(String((e as Error)?.message)))
+      throw new UnionfsError('InvalidTar', `layer ${opts.digest ?? ''}: ${opts.compression} stream: ${(e as Error).message}`, { cause: e });
+    throw new UnionfsError('System', `unpack into ${dir}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+  } finally {
+    if (rootFd !== undefined) closeSync(rootFd);
+  }
+}
+
