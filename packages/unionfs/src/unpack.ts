@@ -134,12 +134,22 @@ export function cleanPath(name: string, what: string): string {
   const parts: string[] = [];
   for (const p of name.split('/')) {
     if (p === '' || p === '.') continue;
-    if (p === '..')
-      throw new UnionfsError('Escape', `layer entry "${name}": ${what} has a ".." component (refused)`);
-    if (p.includes('\0')) throw new UnionfsError('InvalidTar', `layer entry "${name}": NUL in ${what}`);
+    if (p === '..') throw new UnionfsError('Escape', `${what} "${name}" has a ".." component (refused)`);
+    if (p.includes('\0')) throw new UnionfsError('InvalidTar', `NUL in ${what} "${name}"`);
     parts.push(p);
   }
   return parts.join('/');
+}
+
+/** `target` (a symlink's content) seen from directory `dir`, lexically, clamped at the root. */
+function inRootJoin(dir: string, target: string): string {
+  const out = target.startsWith('/') ? [] : dir.split('/').filter(Boolean);
+  for (const p of target.split('/')) {
+    if (p === '' || p === '.') continue;
+    if (p === '..') out.pop();
+    else out.push(p);
+  }
+  return out.join('/');
 }
 
 function splitParent(rel: string): [string, string] {
@@ -207,7 +217,10 @@ export class Extractor implements TarSink {
   }
 
   #named(path: string, err: unknown): unknown {
-    if (isUnionfsError(err)) return err;
+    if (isUnionfsError(err)) {
+      if (err.message.startsWith('layer entry ')) return err;
+      return new UnionfsError(err.code, `layer entry "${path}": ${err.message}`, { cause: err.cause });
+    }
     const code = errCode(err);
     const msg = err instanceof Error ? err.message : String(err);
     return new UnionfsError(
@@ -372,8 +385,9 @@ export class Extractor implements TarSink {
    * An fd of the directory `rel` inside the root, resolved in-root; made (with its missing parents)
    * when `create` and it does not exist.
    */
-  #parent(rel: string, create = true): number {
+  #parent(rel: string, create = true, depth = 0): number {
     if (rel === '') return this.#rootFd;
+    if (depth > 40) throw new UnionfsError('Escape', `too many levels of symlinks resolving "${rel}"`);
     const cached = this.#dirs.get(rel);
     if (cached !== undefined) {
       // keep recently used directories at the end (LRU)
@@ -390,12 +404,19 @@ export class Extractor implements TarSink {
         throw new UnionfsError('InvalidTar', `a parent of it ("${rel}" or above) is not a directory`);
       if (code !== 'ENOENT' || !create) throw err;
       const [pp, base] = splitParent(rel);
-      const pfd = this.#parent(pp, true);
+      const pfd = this.#parent(pp, true, depth + 1);
       try {
         mkdirat(pfd, base, 0o755);
       } catch (e2) {
         if (errCode(e2) !== 'EEXIST') throw e2;
-        throw new UnionfsError('InvalidTar', `its parent "${rel}" is a dangling symlink or not a directory`);
+        // A symlink to a place that does not exist yet: make the directory where it points, read
+        // inside the layer (as securejoin's MkdirAll does). The open below is contained anyway.
+        const st = lstatSync(fdPath(pfd, base));
+        if (!st.isSymbolicLink()) throw new UnionfsError('InvalidTar', `its parent "${rel}" is not a directory`);
+        const target = inRootJoin(pp, readlinkSync(fdPath(pfd, base)));
+        fd = this.#parent(target, true, depth + 1);
+        this.#cacheDir(rel, openInRoot(this.#rootFd, rel, O.PATH | O.DIRECTORY));
+        return fd;
       }
       if (this.#format === 'applied') this.#written.add(rel);
       this.#implicitDirMeta(pfd, base, rel);

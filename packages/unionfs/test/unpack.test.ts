@@ -1,0 +1,329 @@
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CompressStream } from 'zstd-napi';
+import { lgetxattr, lgetxattrs } from '../src/sys.js';
+import { unpackLayer } from '../src/unpack.js';
+import { buildTar, gz, isRoot, listAll, pyTar, sha256, tmp, writeBlob } from './helpers.js';
+
+const work = tmp('unpack');
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+let n = 0;
+const fresh = () => join(work, `out${n++}`);
+
+async function unpackBuf(
+  tar: Buffer,
+  opts: Partial<Parameters<typeof unpackLayer>[2]> = {},
+  dir = fresh(),
+): Promise<{ dir: string; res: Awaited<ReturnType<typeof unpackLayer>> }> {
+  const res = await unpackLayer(dir, Readable.from([tar]), { compression: 'none', whiteouts: 'overlay', ...opts });
+  return { dir, res };
+}
+
+describe.skipIf(!isRoot)('unpackLayer: entry types (root)', () => {
+  it('unpacks every entry type from a Python-made PAX archive, byte-exact xattrs and long names', async () => {
+    const tarPath = join(work, 'types.tar');
+    const longName = `${'d'.repeat(120)}/${'f'.repeat(150)}`;
+    pyTar(
+      tarPath,
+      `
+add('./', tarfile.DIRTYPE, mode=0o755)
+add('etc', tarfile.DIRTYPE, mode=0o750, uid=1, gid=2)
+add('etc/passwd', data=b'root:x:0:0\\n', mode=0o644)
+add('bin', tarfile.DIRTYPE)
+add('bin/su', data=b'\\x7fELF...', mode=0o4755)
+add('bin/sg', data=b'x', mode=0o2711, uid=0, gid=5)
+add('tmp', tarfile.DIRTYPE, mode=0o1777)
+add('bin/ping', data=b'ping', mode=0o755, pax={'SCHILY.xattr.security.capability': bytes.fromhex('0100000280200000000000000000000000000000').decode('utf-8', 'surrogateescape'), 'SCHILY.xattr.user.note': 'héllo'})
+add('bin/sh', tarfile.SYMTYPE, linkname='/bin/busybox')
+add('bin/hard', tarfile.LNKTYPE, linkname='bin/su')
+add('dev', tarfile.DIRTYPE)
+add('dev/null', tarfile.CHRTYPE, mode=0o666, devmajor=1, devminor=3)
+add('dev/loop0', tarfile.BLKTYPE, mode=0o660, devmajor=7, devminor=0, gid=6)
+add('dev/fifo', tarfile.FIFOTYPE, mode=0o600)
+add('${longName}', data=b'long')
+add('${'l'.repeat(110)}', tarfile.SYMTYPE, linkname='${'t'.repeat(200)}')
+add('ünïcødé/名前.txt', data=b'utf8')
+add('owned', data=b'o', uid=1000, gid=1000, mode=0o640)
+`,
+    );
+    const dir = fresh();
+    const res = await unpackLayer(dir, tarPath, { compression: 'none', whiteouts: 'overlay' });
+    expect(res.skipped).toEqual([]);
+    expect(res.diffID).toBe(sha256(readFileSync(tarPath)));
+    expect(readFileSync(join(dir, 'etc/passwd'), 'utf8')).toBe('root:x:0:0\n');
+    expect(statSync(join(dir, 'etc')).mode & 0o7777).toBe(0o750);
+    expect(statSync(join(dir, 'etc')).uid).toBe(1);
+    expect(statSync(join(dir, 'bin/su')).mode & 0o7777).toBe(0o4755);
+    expect(statSync(join(dir, 'bin/sg')).mode & 0o7777).toBe(0o2711);
+    expect(statSync(join(dir, 'bin/sg')).gid).toBe(5);
+    expect(statSync(join(dir, 'tmp')).mode & 0o7777).toBe(0o1777);
+    expect(lgetxattr(join(dir, 'bin/ping'), 'security.capability')?.toString('hex')).toBe('0100000280200000000000000000000000000000');
+    expect(lgetxattr(join(dir, 'bin/ping'), 'user.note')?.toString()).toBe('héllo');
+    expect(readlinkSync(join(dir, 'bin/sh'))).toBe('/bin/busybox');
+    expect(statSync(join(dir, 'bin/hard')).ino).toBe(statSync(join(dir, 'bin/su')).ino);
+    const nul = lstatSync(join(dir, 'dev/null'));
+    expect(nul.isCharacterDevice() && nul.rdev === 0x103).toBe(true);
+    expect(lstatSync(join(dir, 'dev/loop0')).isBlockDevice()).toBe(true);
+    expect(lstatSync(join(dir, 'dev/loop0')).gid).toBe(6);
+    expect(lstatSync(join(dir, 'dev/fifo')).isFIFO()).toBe(true);
+    expect(readFileSync(join(dir, longName), 'utf8')).toBe('long');
+    expect(readlinkSync(join(dir, 'l'.repeat(110)))).toBe('t'.repeat(200));
+    expect(readFileSync(join(dir, 'ünïcødé/名前.txt'), 'utf8')).toBe('utf8');
+    expect(statSync(join(dir, 'owned')).uid).toBe(1000);
+    expect(statSync(join(dir, 'owned')).mtimeMs).toBe(1_700_000_000_000);
+    expect(statSync(join(dir, 'etc')).mtimeMs).toBe(1_700_000_000_000); // after its contents
+  });
+
+  it('reads GNU long names (L/K) and base-256 numbers', async () => {
+    const tarPath = join(work, 'gnu.tar');
+    const name = `gnu/${'n'.repeat(200)}`;
+    pyTar(
+      tarPath,
+      `
+add('${name}', data=b'gnu')
+add('gnu/${'s'.repeat(120)}', tarfile.SYMTYPE, linkname='${'k'.repeat(180)}')
+add('gnu/big', data=b'b', uid=10000000, gid=10000001)
+`,
+      'gnu',
+    );
+    const dir = fresh();
+    await unpackLayer(dir, tarPath, { compression: 'none', whiteouts: 'overlay' });
+    expect(readFileSync(join(dir, name), 'utf8')).toBe('gnu');
+    expect(readlinkSync(join(dir, 'gnu', 's'.repeat(120)))).toBe('k'.repeat(180));
+    expect(statSync(join(dir, 'gnu/big')).uid).toBe(10000000);
+  });
+
+  it('gzip and zstd blobs: digest verified, diffID computed, mismatches leave nothing', async () => {
+    const tar = buildTar([{ path: 'a', data: 'A'.repeat(100_000) }, { path: 'b/c', data: 'c' }]);
+    const gzBlob = gz(tar);
+    const gzPath = writeBlob(work, 'l.tgz', gzBlob);
+    const zst = await new Promise<Buffer>((resolve, reject) => {
+      const parts: Buffer[] = [];
+      const c = new CompressStream();
+      c.on('data', (d: Buffer) => parts.push(d));
+      c.on('end', () => resolve(Buffer.concat(parts)));
+      c.on('error', reject);
+      c.end(tar);
+    });
+    const zPath = writeBlob(work, 'l.zst', zst);
+    for (const [p, compression, blob] of [
+      [gzPath, 'gzip', gzBlob],
+      [zPath, 'zstd', zst],
+    ] as const) {
+      const dir = fresh();
+      const r = await unpackLayer(dir, p, {
+        compression,
+        whiteouts: 'overlay',
+        digest: sha256(blob),
+        size: blob.length,
+        diffID: sha256(tar),
+      });
+      expect(r.diffID).toBe(sha256(tar));
+      expect(readFileSync(join(dir, 'a'), 'utf8')).toHaveLength(100_000);
+      const bad = fresh();
+      await expect(
+        unpackLayer(bad, p, { compression, whiteouts: 'overlay', digest: sha256(Buffer.from('x')) }),
+      ).rejects.toThrow(/content has digest sha256:[0-9a-f]+, expected sha256:/);
+      expect(existsSync(bad)).toBe(false);
+      const bad2 = fresh();
+      await expect(
+        unpackLayer(bad2, p, { compression, whiteouts: 'overlay', diffID: sha256(Buffer.from('y')) }),
+      ).rejects.toThrow(/diffID sha256:[0-9a-f]+, the image config says/);
+      expect(existsSync(bad2)).toBe(false);
+    }
+  });
+
+  it('refuses sparse files and truncated archives clearly', async () => {
+    const tarPath = join(work, 'sparse.tar');
+    pyTar(tarPath, `add('s', data=b'x', pax={'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 's'})`);
+    await expect(unpackLayer(fresh(), tarPath, { compression: 'none', whiteouts: 'overlay' })).rejects.toThrow(
+      /"s": GNU sparse files are not supported/,
+    );
+    const tar = buildTar([{ path: 'a', data: 'x'.repeat(2000) }]);
+    await expect(unpackBuf(tar.subarray(0, 1024))).rejects.toThrow(/truncated tar archive/);
+  });
+
+  it('overlay whiteouts: .wh. becomes a 0/0 char device, .wh..wh..opq the opaque xattr', async () => {
+    const { dir } = await unpackBuf(
+      buildTar([
+        { path: 'etc', type: 'dir' },
+        { path: 'etc/.wh.shadow' },
+        { path: 'opt', type: 'dir' },
+        { path: 'opt/.wh..wh..opq' },
+        { path: 'opt/new', data: 'n' },
+        { path: 'kept', data: 'k' },
+        { path: '.wh.kept' }, // a whiteout after this layer's own file does not delete it
+      ]),
+    );
+    const w = lstatSync(join(dir, 'etc/shadow'));
+    expect(w.isCharacterDevice() && w.rdev === 0).toBe(true);
+    expect(lgetxattr(join(dir, 'opt'), 'trusted.overlay.opaque')?.toString()).toBe('y');
+    expect(readFileSync(join(dir, 'kept'), 'utf8')).toBe('k');
+    expect(existsSync(join(dir, 'opt/.wh..wh..opq'))).toBe(false);
+    const u = await unpackBuf(buildTar([{ path: 'o', type: 'dir' }, { path: 'o/.wh..wh..opq' }]), {
+      whiteouts: 'overlay-user',
+    });
+    expect(lgetxattr(join(u.dir, 'o'), 'user.overlay.opaque')?.toString()).toBe('y');
+  });
+
+  it('applied whiteouts delete from the tree below, except what this layer wrote', async () => {
+    const dir = fresh();
+    await unpackLayer(
+      dir,
+      Readable.from([
+        buildTar([
+          { path: 'etc/shadow', data: 's' },
+          { path: 'etc/keep', data: 'k' },
+          { path: 'opt/a/b', data: 'b' },
+          { path: 'opt/c', data: 'c' },
+        ]),
+      ]),
+      { compression: 'none', whiteouts: 'applied' },
+    );
+    await unpackLayer(
+      dir,
+      Readable.from([
+        buildTar([
+          { path: 'opt/c', data: 'new c' },
+          { path: 'etc/.wh.shadow' },
+          { path: 'opt/.wh..wh..opq' }, // after this layer's opt/c: keeps it
+          { path: 'opt/.wh.c' }, // also keeps it
+        ]),
+      ]),
+      { compression: 'none', whiteouts: 'applied', existing: true },
+    );
+    expect(listAll(dir)).toEqual(['etc', 'etc/keep', 'opt', 'opt/c']);
+    expect(readFileSync(join(dir, 'opt/c'), 'utf8')).toBe('new c');
+  });
+
+  it('drops overlay attributes carried in a layer and reports them', async () => {
+    const { dir, res } = await unpackBuf(
+      buildTar([
+        { path: 'd', type: 'dir', xattrs: new Map([['trusted.overlay.opaque', Buffer.from('y')]]) },
+        { path: 'f', data: 'x', xattrs: new Map([['trusted.overlay.redirect', Buffer.from('/etc')]]) },
+      ]),
+    );
+    expect(lgetxattrs(join(dir, 'd')).size).toBe(0);
+    expect(lgetxattrs(join(dir, 'f')).size).toBe(0);
+    expect(res.skipped.join('\n')).toMatch(/trusted.overlay.opaque on d/);
+  });
+
+  it('rootless: skips chown and mknod and reports them', async () => {
+    const { dir, res } = await unpackBuf(
+      buildTar([
+        { path: 'f', data: 'x', uid: 5, gid: 5 },
+        { path: 'null', type: 'char', devmajor: 1, devminor: 3 },
+      ]),
+      { rootless: true },
+    );
+    expect(statSync(join(dir, 'f')).uid).toBe(0);
+    expect(res.skipped).toContain('chown f to 5:5 (rootless)');
+    // as root mknod works; the record only appears when it really fails
+    expect(existsSync(join(dir, 'null'))).toBe(true);
+  });
+});
+
+describe.skipIf(!isRoot)('unpackLayer: nothing escapes the layer', () => {
+  const outside = join(work, 'outside');
+  const sentinel = () => listAll(outside);
+
+  async function hostile(members: Parameters<typeof buildTar>[0]) {
+    mkdirSync(outside, { recursive: true });
+    writeFileSync(join(outside, 'victim'), 'v');
+    const before = sentinel();
+    const dir = fresh();
+    let err: unknown;
+    try {
+      await unpackLayer(dir, Readable.from([buildTar(members)]), { compression: 'none', whiteouts: 'applied' });
+    } catch (e) {
+      err = e;
+    }
+    expect(sentinel()).toEqual(before);
+    expect(readFileSync(join(outside, 'victim'), 'utf8')).toBe('v');
+    return { dir, err: err as Error | undefined };
+  }
+
+  it('".." in a name is refused, naming the entry', async () => {
+    const { err, dir } = await hostile([{ path: '../outside/pwned', data: 'x' }]);
+    expect(err?.message).toMatch(/layer entry "..\/outside\/pwned": its name "..\/outside\/pwned" has a ".." component/);
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it('an absolute name stays inside the layer', async () => {
+    const { err, dir } = await hostile([{ path: `${outside}/abs`, data: 'x' }]);
+    expect(err).toBeUndefined();
+    expect(readFileSync(join(dir, outside, 'abs'), 'utf8')).toBe('x');
+  });
+
+  it('a symlink pointing outside, then a file written through it: stays inside', async () => {
+    const { err, dir } = await hostile([
+      { path: 'evil', type: 'symlink', linkpath: outside },
+      { path: 'evil/pwned', data: 'x' },
+      { path: 'rel', type: 'symlink', linkpath: '../../../../../../..' },
+      { path: 'rel/tmp/pwned2', data: 'y' },
+    ]);
+    // resolved as if the layer were the root: written to <layer><outside>/pwned
+    expect(err).toBeUndefined();
+    expect(readFileSync(join(dir, outside, 'pwned'), 'utf8')).toBe('x');
+    expect(readFileSync(join(dir, 'tmp/pwned2'), 'utf8')).toBe('y');
+    expect(existsSync('/tmp/pwned2')).toBe(false);
+  });
+
+  it('a hardlink to a path outside is refused', async () => {
+    const a = await hostile([{ path: 'h', type: 'link', linkpath: '../outside/victim' }]);
+    expect(a.err?.message).toMatch(/layer entry "h": its hardlink target "..\/outside\/victim" has a ".." component/);
+    const b = await hostile([{ path: 'h', type: 'link', linkpath: join(outside, 'victim') }]);
+    expect(b.err?.message).toMatch(/layer entry "h": hardlink target ".*victim" is not in the layer/);
+    const c = await hostile([
+      { path: 'evil', type: 'symlink', linkpath: outside },
+      { path: 'h', type: 'link', linkpath: 'evil/victim' },
+    ]);
+    expect(c.err?.message).toMatch(/layer entry "h": hardlink target "evil\/victim" is not in the layer/);
+  });
+
+  it('a symlink as a parent, and a directory replaced by a symlink: contained', async () => {
+    const { dir } = await hostile([
+      { path: 'd', type: 'dir' },
+      { path: 'd/x', data: '1' },
+      { path: 'd', type: 'symlink', linkpath: outside },
+      { path: 'd/victim', data: 'overwritten?' },
+      { path: 'd/deeper/y', data: '2' },
+    ]);
+    expect(lstatSync(join(dir, 'd')).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(dir, outside, 'victim'), 'utf8')).toBe('overwritten?');
+    expect(readFileSync(join(dir, outside, 'deeper/y'), 'utf8')).toBe('2');
+  });
+
+  it('a dir replaced by a symlink across layers (applied on one tree): contained', async () => {
+    mkdirSync(outside, { recursive: true });
+    const before = sentinel();
+    const dir = fresh();
+    await unpackLayer(dir, Readable.from([buildTar([{ path: 'lib/a', data: 'a' }])]), {
+      compression: 'none',
+      whiteouts: 'applied',
+    });
+    await unpackLayer(dir, Readable.from([buildTar([{ path: 'lib', type: 'symlink', linkpath: outside }])]), {
+      compression: 'none',
+      whiteouts: 'applied',
+      existing: true,
+    });
+    await unpackLayer(dir, Readable.from([buildTar([{ path: 'lib/pwned', data: 'p' }, { path: 'lib/.wh.victim' }])]), {
+      compression: 'none',
+      whiteouts: 'applied',
+      existing: true,
+    });
+    expect(sentinel()).toEqual(before);
+    expect(readFileSync(join(dir, outside, 'pwned'), 'utf8')).toBe('p');
+  });
+
+  it('a whiteout cannot delete outside', async () => {
+    const { err } = await hostile([
+      { path: 'evil', type: 'symlink', linkpath: outside },
+      { path: 'evil/.wh.victim' },
+      { path: '.wh..wh..opq' },
+    ]);
+    expect(err).toBeUndefined();
+  });
+});
