@@ -35,3 +35,4 @@ export { ContainerError, type ContainerErrorCode, isContainerError } from './err
 export { parseResources, parseResourcesJSON } from './resources.js';
 export * from './spec/index.js';
 export { DEFAULT_ROOT, defaultRoot, validateId } from './state.js';
+export * from './network/index.js';
