@@ -9,7 +9,7 @@ import type { Digest } from './digest.js';
 import { parseDigest } from './digest.js';
 import { ImageError } from './errors.js';
 import { MediaType } from './media.js';
-import { normalizeName, type ResolvedImage } from './resolve.js';
+import { normalizeName, type ResolvedImage, withStoreLease } from './resolve.js';
 import type { Descriptor, History, ImageConfig, Manifest } from './schema.js';
 import type { ContentStore } from './store.js';
 
@@ -80,7 +80,11 @@ function entry(d: Descriptor): Descriptor {
  * survives garbage collection.
  * @throws ImageError `NotFound` (the layer blob is not in the store), `InvalidDocument` (a bad change).
  */
-export async function commitImage(opts: CommitOptions): Promise<CommitResult> {
+export function commitImage(opts: CommitOptions): Promise<CommitResult> {
+  return withStoreLease(opts.store, () => commit(opts));
+}
+
+async function commit(opts: CommitOptions): Promise<CommitResult> {
   const { store, base } = opts;
   const created = (opts.created ?? new Date()).toISOString();
   const ref = opts.ref !== undefined ? normalizeName(opts.ref) : undefined;

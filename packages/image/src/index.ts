@@ -35,6 +35,7 @@ export {
   withTag,
 } from './reference.js';
 export {
+  collectGarbage,
   DEFAULT_DATA_ROOT,
   defaultDataRoot,
   findImage,
@@ -47,6 +48,7 @@ export {
   resolveImage,
   type StoreImage,
   shortName,
+  withStoreLease,
 } from './resolve.js';
 export {
   type ContainerConfig,

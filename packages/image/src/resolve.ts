@@ -4,9 +4,12 @@
  * user typed: `busybox`, `busybox:1`, `docker.io/library/busybox:latest`, `busybox@sha256:…`,
  * `sha256:<config digest>` (the image ID, as in Docker) or a unique prefix of that ID.
  */
+import { constants as FS } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
+import { flock, isSysError } from '@tsc/syscall';
 import { type Digest, parseDigest } from './digest.js';
-import { ImageError, isImageError } from './errors.js';
+import { fsError, ImageError, isImageError } from './errors.js';
 import { isIndexMediaType, isManifestMediaType } from './media.js';
 import { hostPlatform, selectManifest } from './platform.js';
 import { familiarName, parseReference, type Reference } from './reference.js';
@@ -251,5 +254,53 @@ export function isDigest(d: string): d is Digest {
     return true;
   } catch {
     return false;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function lockGc(store: ContentStore, mode: 'shared' | 'exclusive'): Promise<FileHandle> {
+  const path = join(store.dir, 'gc.lock');
+  let h: FileHandle;
+  try {
+    h = await open(path, FS.O_RDWR | FS.O_CREAT, 0o600);
+  } catch (e) {
+    throw fsError('open', path, e);
+  }
+  for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
+    try {
+      flock(h.fd, mode, false);
+      return h;
+    } catch (e) {
+      if (!isSysError(e) || (e.code !== 'EAGAIN' && e.code !== 'EWOULDBLOCK')) {
+        await h.close();
+        throw fsError('lock', path, e);
+      }
+    }
+    await sleep(delay);
+  }
+}
+
+/**
+ * Runs `fn` holding a lease on the store: {@link collectGarbage} waits until no lease is held,
+ * so blobs that `fn` stores before it names them (a pull, a load, a commit) are not collected
+ * in between. (A shared `flock` on `<store>/gc.lock`; collection takes it exclusively.)
+ */
+export async function withStoreLease<T>(store: ContentStore, fn: () => Promise<T>): Promise<T> {
+  const h = await lockGc(store, 'shared');
+  try {
+    return await fn();
+  } finally {
+    await h.close();
+  }
+}
+
+/** {@link ContentStore.gc} once no lease is held (see {@link withStoreLease}). */
+export async function collectGarbage(store: ContentStore): Promise<{ removed: Digest[]; bytes: number }> {
+  const h = await lockGc(store, 'exclusive');
+  try {
+    return await store.gc();
+  } finally {
+    await h.close();
   }
 }

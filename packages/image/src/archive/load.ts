@@ -25,7 +25,7 @@ import { type Digest, Digester, parseDigest } from '../digest.js';
 import { fsError, ImageError, isImageError } from '../errors.js';
 import { isIndexMediaType, isManifestMediaType, MediaType, sniffCompression } from '../media.js';
 import { parseReference } from '../reference.js';
-import { MAX_DOCUMENT_SIZE } from '../resolve.js';
+import { MAX_DOCUMENT_SIZE, withStoreLease } from '../resolve.js';
 import {
   type Descriptor,
   type Manifest,
@@ -296,7 +296,11 @@ function parseJSON(data: Buffer, what: string): unknown {
  * `DigestMismatch` (a blob or layer is not what its digest or diff ID says), `NotFound` (a file
  * the manifests name is missing).
  */
-export async function loadImages(input: Readable, opts: LoadOptions): Promise<LoadedImage[]> {
+export function loadImages(input: Readable, opts: LoadOptions): Promise<LoadedImage[]> {
+  return withStoreLease(opts.store, () => load(input, opts));
+}
+
+async function load(input: Readable, opts: LoadOptions): Promise<LoadedImage[]> {
   const { store } = opts;
   const loader = new Loader(store, opts.tmpDir ?? join(dirname(store.dir), 'tmp'));
   try {
