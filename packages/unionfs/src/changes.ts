@@ -24,6 +24,8 @@ interface Item {
   node?: TreeNode;
   /** An overlay opaque directory (its lower contents are gone). */
   opaque?: boolean;
+  /** A deletion the opaque marker of its directory already expresses: listed, not exported. */
+  covered?: boolean;
 }
 
 const OPAQUE = ['trusted.overlay.opaque', 'user.overlay.opaque'] as const;
@@ -84,7 +86,6 @@ function lowerNames(lowers: readonly string[], rel: string): string[] {
 /** Changes recorded in an overlay upper directory against its lower layers (topmost first). */
 export function overlayItems(upper: string, lowers: readonly string[]): Item[] {
   const items: Item[] = [];
-  const skipUnder: string[] = [];
   for (const node of walkTree(upper)) {
     const { rel, st } = node;
     const path = `/${rel}`;
@@ -98,9 +99,9 @@ export function overlayItems(upper: string, lowers: readonly string[]): Item[] {
     if (opaque && lower?.isDirectory()) {
       const upperNames = new Set(readdirSync(node.abs));
       for (const name of lowerNames(lowers, rel).sort(byteOrder))
-        if (!upperNames.has(name)) items.push({ change: { kind: 'D', path: `${path}/${name}` }, rel: `${rel}/${name}` });
+        if (!upperNames.has(name))
+          items.push({ change: { kind: 'D', path: `${path}/${name}` }, rel: `${rel}/${name}`, covered: true });
     }
-    void skipUnder;
   }
   return sortItems(items);
 }
@@ -184,6 +185,7 @@ export function* layerTar(items: Item[]): Generator<Buffer> {
   const whiteoutMeta = { mode: 0o644, uid: 0, gid: 0, mtime: 0 };
   for (const item of items) {
     const { rel, node } = item;
+    if (item.covered) continue;
     if (node === undefined) {
       const i = rel.lastIndexOf('/');
       const wh = i < 0 ? `.wh.${rel}` : `${rel.slice(0, i)}/.wh.${rel.slice(i + 1)}`;

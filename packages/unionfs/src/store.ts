@@ -212,6 +212,7 @@ export class LayerStore {
   readonly driver: DriverName;
   readonly rootless: boolean;
   #overlayApi: 'auto' | 'fsconfig' | 'classic';
+  #ancestryCache = new Map<ChainID, ChainID[]>();
   #durable: boolean;
 
   private constructor(dir: string, driver: DriverName, opts: LayerStoreOptions) {
@@ -276,16 +277,17 @@ export class LayerStore {
     }
   }
 
-  /** The chain IDs from `chain` down to its base layer (topmost first). */
-  async #ancestry(chain: ChainID): Promise<LayerInfo[]> {
-    const out: LayerInfo[] = [];
-    let c: ChainID | null = chain;
-    while (c !== null) {
-      const info: LayerInfo | undefined = await this.get(c);
-      if (!info) throw new UnionfsError('NotFound', `layer ${c} is not in the store`);
-      out.push(info);
-      c = info.parent;
-    }
+  /**
+   * The chain IDs from `chain` down to its base layer (topmost first). A chain ID names its whole
+   * ancestry, so the answer is cached for good.
+   */
+  async #ancestry(chain: ChainID): Promise<ChainID[]> {
+    const hit = this.#ancestryCache.get(chain);
+    if (hit) return hit;
+    const info = await this.get(chain);
+    if (!info) throw new UnionfsError('NotFound', `layer ${chain} is not in the store`);
+    const out = [chain, ...(info.parent === null ? [] : await this.#ancestry(info.parent))];
+    this.#ancestryCache.set(chain, out);
     return out;
   }
 
@@ -343,7 +345,7 @@ export class LayerStore {
         digest,
         ...(req.size !== undefined ? { size: req.size } : {}),
         ...(req.diffID !== undefined ? { diffID: req.diffID } : {}),
-        ...(applied ? { existing: true } : { lowers: ancestry.map((l) => this.diffDir(l.chainID)) }),
+        ...(applied ? { existing: true } : { lowers: ancestry.map((c) => this.diffDir(c)) }),
         rootless: this.rootless,
         ...(req.signal ? { signal: req.signal } : {}),
         ...(req.onProgress ? { onProgress: req.onProgress } : {}),

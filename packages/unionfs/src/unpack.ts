@@ -190,6 +190,8 @@ export class Extractor implements TarSink {
   #dirMeta: DirMeta[] = [];
   /** Paths this layer wrote (applied format: whiteouts and opaque markers must not delete them). */
   #written = new Set<string>();
+  /** Directories this layer made opaque (overlay formats). */
+  #opaque = new Set<string>();
   #file: { fd: number; e: TarEntry; rel: string; pos: number } | undefined;
   #skipPriv = { chown: false, mknod: false };
 
@@ -608,6 +610,12 @@ export class Extractor implements TarSink {
         case 'overlay-user': {
           const name = this.#format === 'overlay' ? OPAQUE_TRUSTED : OPAQUE_USER;
           this.#setXattr(() => setxattr(fdPath(pfd), name, Y), name, parentRel || '/');
+          // overlay lists an opaque directory as it is: whiteouts in it would show up as entries
+          this.#opaque.add(parentRel);
+          for (const child of readdirSync(fdPath(pfd))) {
+            const st = lstatSync(fdPath(pfd, child));
+            if (st.isCharacterDevice() && st.rdev === 0) unlinkat(pfd, child, false);
+          }
           return;
         }
         case 'applied':
@@ -628,6 +636,7 @@ export class Extractor implements TarSink {
       }
       case 'overlay':
       case 'overlay-user':
+        if (this.#opaque.has(parentRel)) return; // the opaque marker hides the lower entry already
         try {
           mknodat(pfd, target, S.IFCHR, 0n);
         } catch (err) {
