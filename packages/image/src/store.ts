@@ -218,15 +218,31 @@ export class ContentStore {
     const ingestDir = join(this.dir, 'ingest');
     const partial = join(ingestDir, `${algorithm}-${hex}`);
     let h: FileHandle;
-    try {
-      await mkdir(ingestDir, { recursive: true });
-      h = await open(partial, FS.O_RDWR | FS.O_CREAT, 0o600);
-    } catch (e) {
-      throw fsError('open', partial, e);
+    for (;;) {
+      try {
+        await mkdir(ingestDir, { recursive: true });
+        h = await open(partial, FS.O_RDWR | FS.O_CREAT, 0o600);
+      } catch (e) {
+        throw fsError('open', partial, e);
+      }
+      try {
+        await lockFile(h, options.signal);
+      } catch (e) {
+        await h.close().catch(() => {});
+        throw fsError('lock', partial, e);
+      }
+      // The writer we waited for may have renamed the file into blobs/ or deleted it: then our
+      // fd is not the file at `partial` any more, and writing to it would be lost (or renaming
+      // `partial` later would publish someone else's bytes). Start over on the current file.
+      const [mine, current] = await Promise.all([h.stat(), stat(partial).catch(() => undefined)]);
+      if (current !== undefined && current.ino === mine.ino && current.dev === mine.dev) break;
+      await h.close().catch(() => {});
+      if (await this.has(digest)) return presentIngest;
     }
     try {
-      await lockFile(h, options.signal);
       if (await this.has(digest)) {
+        // Ours is an empty leftover (we hold its lock): remove it.
+        await unlink(partial).catch(() => {});
         await h.close();
         return presentIngest;
       }
