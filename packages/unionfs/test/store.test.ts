@@ -346,3 +346,79 @@ describe.skipIf(!isRoot)('LayerStore: copy driver', () => {
     }
   });
 });
+
+const canBtrfs = (() => {
+  try {
+    execFileSync('mkfs.btrfs', ['--version'], { stdio: 'ignore' });
+    return isRoot && readFileSync('/proc/filesystems', 'utf8').includes('btrfs');
+  } catch {
+    return false;
+  }
+})();
+
+describe.skipIf(!canBtrfs)('LayerStore: btrfs driver on a loop-mounted btrfs', () => {
+  const mnt = join(work, 'btrfs-mnt');
+  beforeAll(() => {
+    const img = join(work, 'btrfs.img');
+    execFileSync('truncate', ['-s', '1G', img]);
+    execFileSync('mkfs.btrfs', ['-q', img]);
+    mkdirSync(mnt, { recursive: true });
+    execFileSync('mount', ['-o', 'loop', img, mnt]);
+  });
+  afterAll(() => {
+    try {
+      execFileSync('umount', ['-R', mnt]);
+    } catch {
+      // the outer afterAll detaches what is left
+    }
+  });
+
+  it('layers are subvolume snapshots; the container sees the image as umoci does; diff and gc work', async () => {
+    const image = await makeImage(join(work, 'oci-btrfs'), threeLayers(), 'three');
+    await expect(LayerStore.open({ root: join(work, 'not-btrfs'), driver: 'btrfs' })).rejects.toThrow(
+      /not on a btrfs filesystem/,
+    );
+    const store = await LayerStore.open({ root: mnt, durable: false, driver: 'btrfs' });
+    expect(store.driver).toBe('btrfs');
+    const r = await store.unpackImage({ ...image, owner: 'image:three' });
+    const subvols = execFileSync('btrfs', ['subvolume', 'list', mnt], { encoding: 'utf8' });
+    for (const l of r) expect(subvols).toContain(`layers/${l.chainID.slice(7)}/diff`);
+    const c = await store.prepare('b1', image.diffIDs);
+    if (hasUmoci) {
+      const bundle = join(work, 'umoci-btrfs');
+      execFileSync('umoci', ['unpack', '--image', `${join(work, 'oci-btrfs')}:three`, bundle]);
+      expect([...describeTree(c.rootfs)]).toEqual([...describeTree(join(bundle, 'rootfs'))]);
+    }
+    rmSync(join(c.rootfs, 'home'), { recursive: true });
+    expect(await store.diff('b1')).toEqual([
+      { kind: 'D', path: '/home' },
+    ]);
+    await store.remove('b1');
+    await store.release('image:three');
+    expect((await store.gc()).removed).toHaveLength(3);
+    expect(execFileSync('btrfs', ['subvolume', 'list', mnt], { encoding: 'utf8' }).trim()).toBe('');
+  });
+});
+
+const hasAufs = readFileSync('/proc/filesystems', 'utf8').includes('\taufs\n');
+describe('LayerStore: aufs driver', () => {
+  // Linux 6.18 has no aufs (it was never merged upstream): this runs only where /proc/filesystems lists it.
+  it.skipIf(!hasAufs || !isRoot)('(needs aufs in /proc/filesystems) mounts the image as umoci unpacks it', async () => {
+    const image = await makeImage(join(work, 'oci-aufs'), threeLayers(), 'three');
+    const store = await LayerStore.open({ root: join(work, 'aufsroot'), driver: 'aufs', durable: false });
+    await store.unpackImage({ ...image });
+    const c = await store.prepare('a1', image.diffIDs);
+    try {
+      const bundle = join(work, 'umoci-aufs');
+      execFileSync('umoci', ['unpack', '--image', `${join(work, 'oci-aufs')}:three`, bundle]);
+      expect([...describeTree(c.rootfs)]).toEqual([...describeTree(join(bundle, 'rootfs'))]);
+    } finally {
+      await store.remove('a1');
+    }
+  });
+  it.skipIf(hasAufs)('is refused clearly where the kernel has no aufs', async () => {
+    await expect(LayerStore.open({ root: join(work, 'aufs'), driver: 'aufs' })).rejects.toThrow(
+      /driver aufs: this kernel has no aufs/,
+    );
+  });
+});
