@@ -7,13 +7,12 @@ import { processStartTime, StateStore, validateId } from '../state.js';
 import { hostsFile, resolvConf, writeNetworkFiles } from './files.js';
 import { gatewayOf, ipToNum, macOf, numToIp, parseSubnet, type Subnet } from './ipv4.js';
 import {
-  addPortRules,
   containerTag,
+  deleteNetworkChain,
   deleteTableIfEmpty,
   deleteTaggedRules,
   ensureNetworkRules,
   listRules,
-  networkTag,
 } from './nft.js';
 import { startProxy, stopProxy } from './proxy.js';
 import { checkPublishConflicts } from './publish.js';
@@ -164,7 +163,8 @@ function enableIpForward(): void {
 /** Undo one lease's veth, rules and proxy (not the lease itself). Idempotent. */
 async function teardownLease(nl: NetlinkHandle, table: string, l: Lease): Promise<void> {
   stopProxy(l.proxy);
-  await deleteTaggedRules(table, new Set([containerTag(l.id)]));
+  // Only published ports make rules; gc finds any that a crash left without a lease.
+  if (l.ports.length) await deleteTaggedRules(table, new Set([containerTag(l.id)]));
   // The veth usually went with the container's namespace; a leftover one is deleted here.
   await nl.linkDel(l.hostVeth, { ifMissing: 'ignore' });
 }
@@ -288,8 +288,6 @@ export async function attachNetwork(o: AttachOptions): Promise<NetworkAttachment
       table = f.nftTable;
       step = `create bridge ${bridge}`;
       br = await ensureBridge(host, bridge, subnet);
-      step = `nftables table ${table}`;
-      await ensureNetworkRules(table, bridge, subnet.cidr);
       step = 'lease an address';
       const mine = Object.values(f.leases).find((l) => l.id === o.id);
       if (mine) {
@@ -330,6 +328,9 @@ export async function attachNetwork(o: AttachOptions): Promise<NetworkAttachment
       f.leases[ip] = lease;
       f.last = ip;
       writeStore(o.root, f);
+      // One nft run: the table, the bridge's masquerade chain, this container's DNAT rules.
+      step = `nftables table ${table}`;
+      await ensureNetworkRules(table, bridge, subnet.cidr, { id: o.id, ip, ports });
     });
     const l = lease as unknown as Lease;
     const mtu = o.mtu ?? br.mtu;
@@ -373,8 +374,6 @@ export async function attachNetwork(o: AttachOptions): Promise<NetworkAttachment
       step = 'enable net.ipv4.ip_forward';
       enableIpForward();
     }
-    step = 'publish ports';
-    await addPortRules(table, o.id, l.ip, ports);
     const a: NetworkAttachment = {
       ...base,
       bridge,
@@ -529,7 +528,7 @@ export async function removeNetwork(
         );
       }
       for (const l of leases) await teardownLease(nl, table, l);
-      await deleteTaggedRules(table, new Set([networkTag(bridge)]));
+      await deleteNetworkChain(table, bridge);
       await deleteTableIfEmpty(table);
       await nl.linkDel(bridge, { ifMissing: 'ignore' });
       removeStore(o.root, bridge);

@@ -1,7 +1,8 @@
 /**
  * NAT through nftables, by running `nft` (execa). Everything lives in one table of our own
- * (family ip, default `nsinit`) with three NAT base chains. A bridge's masquerade rule carries the
- * comment `net:<bridge>`; a container's DNAT rules carry `ctr:<id>`. Teardown lists the table with
+ * (family ip, default `nsinit`): NAT base chains `prerouting` and `output` for the containers'
+ * DNAT rules (comment `ctr:<id>`), and per bridge a postrouting chain `post-<bridge>` with its
+ * masquerade rule (comment `net:<bridge>`). Teardown lists the table with
  * handles and deletes exactly the rules with that comment, so it needs no recorded handles and
  * works after a crash.
  */
@@ -59,43 +60,57 @@ export async function listRules(table: string): Promise<NftRule[]> {
   return doc.nftables.flatMap((x) => (x.rule ? [x.rule] : []));
 }
 
-/** Create the table and its chains if missing, and the bridge's masquerade rule. */
-export async function ensureNetworkRules(table: string, bridge: string, subnet: string): Promise<void> {
+const postChain = (bridge: string) => `post-${bridge}`;
+
+/**
+ * Create the table and its NAT chains if missing, and (re)write the bridge's masquerade rule in
+ * a postrouting base chain of its own (`post-<bridge>`), flushed and refilled in the same
+ * transaction: one `nft` run, idempotent, and a flushed ruleset is repaired on the next attach.
+ */
+export async function ensureNetworkRules(
+  table: string,
+  bridge: string,
+  subnet: string,
+  container?: { id: string; ip: string; ports: readonly PortMapping[] },
+): Promise<void> {
   checkTable(table);
+  const post = postChain(bridge);
   await nft(
     ['-f', '-'],
     [
       `add table ip ${table}`,
       `add chain ip ${table} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
       `add chain ip ${table} output { type nat hook output priority -100; policy accept; }`,
-      `add chain ip ${table} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
+      `add chain ip ${table} ${post} { type nat hook postrouting priority srcnat; policy accept; }`,
+      `flush chain ip ${table} ${post}`,
+      `add rule ip ${table} ${post} ip saddr ${subnet} ip daddr != ${subnet} oifname != "${bridge}" masquerade comment "${networkTag(bridge)}"`,
+      ...(container ? portRules(table, container.id, container.ip, container.ports) : []),
       '',
     ].join('\n'),
-    `create nftables table ${table}`,
+    `nftables table ${table}, masquerade for ${subnet}`,
   );
-  const tag = networkTag(bridge);
-  if ((await listRules(table)).some((r) => r.comment === tag)) return;
-  await nft(
-    ['-f', '-'],
-    `add rule ip ${table} postrouting ip saddr ${subnet} ip daddr != ${subnet} oifname != "${bridge}" masquerade comment "${tag}"\n`,
-    `add masquerade rule for ${subnet}`,
-  );
+}
+
+/** Delete a bridge's postrouting chain (and its masquerade rule). */
+export async function deleteNetworkChain(table: string, bridge: string): Promise<void> {
+  checkTable(table);
+  const { execa } = await import('execa');
+  const post = postChain(bridge);
+  await execa('nft', ['-f', '-'], {
+    reject: false,
+    input: `flush chain ip ${table} ${post}\ndelete chain ip ${table} ${post}\n`,
+  });
 }
 
 const isLoopback = (ip: string | undefined) => ip?.startsWith('127.') === true;
 
 /**
- * Add a container's DNAT rules in one transaction. Connections to a published port from other
+ * A container's DNAT rules (added with the network's chains, in one transaction). Connections to a published port from other
  * hosts (prerouting) and from the host's own non-loopback addresses (output) are rewritten to the
  * container; loopback ones are left to the userland proxy (a DNAT from 127.0.0.1 would need
  * route_localnet and a masquerade of loopback sources).
  */
-export async function addPortRules(
-  table: string,
-  id: string,
-  ip: string,
-  ports: readonly PortMapping[],
-): Promise<void> {
+function portRules(table: string, id: string, ip: string, ports: readonly PortMapping[]): string[] {
   const tag = containerTag(id);
   const lines: string[] = [];
   for (const p of ports) {
@@ -109,7 +124,7 @@ export async function addPortRules(
     const to = `counter dnat to ${ip}:${p.containerPort} comment "${tag}"`;
     lines.push(`add rule ip ${table} prerouting ${match} ${to}`, `add rule ip ${table} output ${out} ${to}`);
   }
-  if (lines.length) await nft(['-f', '-'], `${lines.join('\n')}\n`, `add port rules of container ${id}`);
+  return lines;
 }
 
 /** Delete the rules whose comment is one of `tags`; returns how many went. Missing table: 0. */
@@ -131,11 +146,14 @@ export async function deleteTaggedRules(table: string, tags: ReadonlySet<string>
   }
 }
 
-/** Delete the table when it holds no rules any more. */
+/** Delete the table when no bridge chain (`post-*`) and no rule is left in it. */
 export async function deleteTableIfEmpty(table: string): Promise<boolean> {
-  const rules = await listRules(table);
-  if (rules.length) return false;
+  checkTable(table);
   const { execa } = await import('execa');
+  const r = await execa('nft', ['-j', 'list', 'table', 'ip', table], { reject: false });
+  if (r.exitCode !== 0) return false;
+  const doc = JSON.parse(String(r.stdout)) as { nftables: { rule?: unknown; chain?: { name: string } }[] };
+  if (doc.nftables.some((x) => x.rule || x.chain?.name.startsWith('post-'))) return false;
   await execa('nft', ['delete', 'table', 'ip', table], { reject: false });
   return true;
 }

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ContainerError } from '../errors.js';
 import { processStartTime } from '../state.js';
@@ -6,7 +7,15 @@ import type { PortMapping } from './types.js';
 
 /** The default proxy command: this Node and the proxy script next to this module in dist. */
 export function defaultProxyCommand(): string[] {
-  return [process.execPath, fileURLToPath(new URL('./proxy-main.mjs', import.meta.url))];
+  const script = fileURLToPath(new URL('./proxy-main.mjs', import.meta.url));
+  if (!existsSync(script)) {
+    throw new ContainerError(
+      'System',
+      `port proxy script ${script} not found: build @tsc/libcontainer, or pass proxyCommand`,
+      { step: 'start port proxy' },
+    );
+  }
+  return [process.execPath, script];
 }
 
 /**
