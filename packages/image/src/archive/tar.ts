@@ -68,13 +68,20 @@ export class TarWriter {
   #dirs = new Set<string>();
 
   /** `mtime` (seconds) for every entry; default 0 would be valid too, but tools print it. */
+  #error: Error | undefined;
+
   constructor(out: Writable, mtime = Math.floor(Date.now() / 1000)) {
     this.#out = out;
     this.#mtime = mtime;
+    // Kept, not thrown from an event: the next write reports it (EPIPE, ENOSPC…).
+    out.on('error', (e: Error) => {
+      this.#error ??= e;
+    });
   }
 
   async #write(chunk: Uint8Array): Promise<void> {
     const out = this.#out;
+    if (this.#error) throw new ImageError('System', `tar: writing the archive: ${this.#error.message}`);
     if (out.destroyed) throw new ImageError('System', 'tar: the output was closed');
     if (out.write(chunk)) return;
     await new Promise<void>((resolve, reject) => {
@@ -185,7 +192,8 @@ export function archivePath(p: string): string {
 export async function readTar(input: Readable, onEntry: (e: TarEntry) => Promise<void>): Promise<void> {
   // Sniff the compression from the first chunk, then feed everything to the parser.
   const head = await firstChunk(input);
-  const compression = head ? sniffCompression(head) : 'none';
+  if (!head) throw new ImageError('InvalidDocument', 'archive: the input is empty');
+  const compression = sniffCompression(head);
   if (compression === 'zstd')
     throw new ImageError(
       'Unsupported',
@@ -249,7 +257,7 @@ export async function readTar(input: Readable, onEntry: (e: TarEntry) => Promise
     });
   });
   // `head` was taken from `input` to sniff it: give it back first.
-  if (head) input.unshift(head);
+  input.unshift(head);
   const inputError = (err: Error) => {
     fail(new ImageError('System', `archive: reading the input: ${err.message}`));
     parser.abort(err);
