@@ -408,6 +408,37 @@ describe.skipIf(skip !== undefined)(`container networks${skip ? ` (skipped: ${sk
     for (const it of items) fs.rmSync(path.join(fx.root, it.id), { recursive: true });
   });
 
+  it('enables net.ipv4.ip_forward when asked (restored afterwards) and refuses a second subnet for the bridge', async () => {
+    const file = '/proc/sys/net/ipv4/ip_forward';
+    const before = fs.readFileSync(file, 'utf8').trim();
+    const pid = await sleeper();
+    pids.push(pid);
+    const id = fx.id('fwd');
+    fs.mkdirSync(path.join(fx.root, id));
+    try {
+      if (before !== '0') fs.writeFileSync(file, '0');
+      const a = await attachNetwork({ ...NET, ipForward: true, root: fx.root, id, pid });
+      expect(fs.readFileSync(file, 'utf8').trim()).toBe('1');
+      expect(a.mac).toMatch(/^02:42:ac:1f:/);
+      await expect(
+        attachNetwork({ ...NET, subnet: '172.30.99.0/24', root: fx.root, id: `${id}x`, pid }),
+      ).rejects.toThrow(/does not exist|already serves subnet/);
+      fs.mkdirSync(path.join(fx.root, `${id}x`));
+      await expect(
+        attachNetwork({ ...NET, subnet: '172.30.99.0/24', root: fx.root, id: `${id}x`, pid }),
+      ).rejects.toMatchObject({ code: 'InvalidArgument' });
+      await expect(attachNetwork({ ...NET, root: fx.root, id, pid })).rejects.toMatchObject({
+        code: 'AlreadyExists',
+      });
+      await detachNetwork({ root: fx.root, id });
+    } finally {
+      fs.writeFileSync(file, before);
+      fs.rmSync(path.join(fx.root, id), { recursive: true, force: true });
+      fs.rmSync(path.join(fx.root, `${id}x`), { recursive: true, force: true });
+    }
+    expect(await leftovers()).toEqual({ veths: [], leases: 0, rules: [] });
+  });
+
   it('tears down from disk after the attaching process was SIGKILLed, and gc reclaims dead containers', async () => {
     const port = await freePort();
     const pidA = await sleeper();
