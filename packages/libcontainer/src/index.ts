@@ -36,3 +36,4 @@ export { parseResources, parseResourcesJSON } from './resources.js';
 export * from './spec/index.js';
 export { DEFAULT_ROOT, defaultRoot, validateId } from './state.js';
 export * from './network/index.js';
+export * from './image/index.js';
