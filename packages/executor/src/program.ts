@@ -33,7 +33,8 @@ export type ProgramArg<K extends ArgKind> = K extends 'int' | 'long'
   : K extends 'str'
     ? string | DataRef | null
     : K extends 'buf'
-      ? Uint8Array | DataRef | null
+      ? // An integer goes through as is: ioctl(2) takes a value for some requests (TIOCGPTPEER's flags).
+        Uint8Array | DataRef | number | bigint | null
       : null | number | bigint | DataRef;
 
 export type ProgramArgs<A extends readonly ArgKind[]> = { [I in keyof A]: ProgramArg<A[I]> };
@@ -171,6 +172,40 @@ export class Program {
       if (s instanceof DataRef) this.relocs.push(ref.offset + i * 8);
     });
     return ref;
+  }
+
+  /**
+   * A `struct msghdr` for sendmsg(2): `payload` as the data and `fds` as one SCM_RIGHTS control
+   * message. The fd numbers are fixed when the program is built (the executor never writes into
+   * the data block): move an fd held in a register to a known number with dup3 first.
+   */
+  fdMessage(payload: Uint8Array | string, fds: readonly number[]): DataRef {
+    const bytes = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : Buffer.from(payload);
+    // On a stream socket a control message needs at least one byte of data to travel with.
+    if (bytes.length === 0) throw new Error('fdMessage: the payload must not be empty');
+    if (fds.length === 0) throw new Error('fdMessage: no fds to send');
+    const base = this.data(bytes);
+    const iov = Buffer.alloc(16); // struct iovec { void *iov_base; size_t iov_len; }
+    iov.writeBigUInt64LE(BigInt(bytes.length), 8);
+    const iovRef = this.data(iov);
+    this.pointerAt(iovRef, 0, base);
+    const cmsgLen = 16 + 4 * fds.length; // CMSG_LEN: struct cmsghdr { size_t len; int level; int type; } + data
+    const cmsg = Buffer.alloc((cmsgLen + 7) & ~7); // CMSG_SPACE
+    cmsg.writeBigUInt64LE(BigInt(cmsgLen), 0);
+    cmsg.writeInt32LE(1, 8); // SOL_SOCKET
+    cmsg.writeInt32LE(1, 12); // SCM_RIGHTS
+    fds.forEach((fd, i) => {
+      cmsg.writeInt32LE(fd, 16 + 4 * i);
+    });
+    const cmsgRef = this.data(cmsg);
+    // struct msghdr: name 0, namelen 8, iov 16, iovlen 24, control 32, controllen 40, flags 48.
+    const msg = Buffer.alloc(56);
+    msg.writeBigUInt64LE(1n, 24);
+    msg.writeBigUInt64LE(BigInt(cmsg.length), 40);
+    const msgRef = this.data(msg);
+    this.pointerAt(msgRef, 16, iovRef);
+    this.pointerAt(msgRef, 32, cmsgRef);
+    return msgRef;
   }
 
   /** Mark `at` (an 8-byte slot inside data) as holding a pointer to `target`. */

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import {
   AT,
+  bufferAddress,
   CLONE,
   CLOSE_RANGE,
   call,
@@ -498,6 +499,51 @@ describe.runIf(isRoot && built)('executor', () => {
     it('close_range(3, ~0, CLOEXEC) also closes the sync fd at exec: only 0 1 2 remain', async () => {
       const fds = await listFds('close+cloexec');
       expect([...fds.keys()].sort((a, b) => a - b)).toEqual([0, 1, 2]);
+    });
+  });
+
+  describe('passing fds (SCM_RIGHTS)', () => {
+    it('sendmsg with a data-block msghdr hands an fd the program opened to the parent', async () => {
+      const file = path.join(tmp, 'passed.txt');
+      fs.writeFileSync(file, 'through the socket');
+      const pair = Buffer.alloc(8);
+      call('socketpair', [1 /* AF_UNIX */, 1 /* SOCK_STREAM */ | O.CLOEXEC, 0, pair]);
+      const [ours, theirs] = [pair.readInt32LE(0), pair.readInt32LE(4)];
+      try {
+        const p = new Program();
+        const fd = p.reg();
+        // The executor gets `theirs` as fd 3 (its sync socket is 4).
+        p.syscall('close_range', [5, 0xffffffff, 0], { what: 'close inherited fds' });
+        p.syscall('openat', [AT.FDCWD, file, O.RDONLY | O.CLOEXEC, 0], { what: 'open', out: fd });
+        // The cmsg names a fixed fd number: move the register's fd there first.
+        p.syscall('dup3', [fd, 1001, O.CLOEXEC], { what: 'move to 1001' });
+        p.syscall('sendmsg', [3, p.fdMessage('passed', [1001]), 0x4000], { what: 'send it' });
+        const r = await run(p, { extraFds: [theirs] });
+        expect(r).toMatchObject({ code: 0, messages: [] });
+        const data = Buffer.alloc(64);
+        const control = Buffer.alloc(32);
+        const iov = Buffer.alloc(16);
+        iov.writeBigUInt64LE(bufferAddress(data), 0);
+        iov.writeBigUInt64LE(64n, 8);
+        const msg = Buffer.alloc(56);
+        msg.writeBigUInt64LE(bufferAddress(iov), 16);
+        msg.writeBigUInt64LE(1n, 24);
+        msg.writeBigUInt64LE(bufferAddress(control), 32);
+        msg.writeBigUInt64LE(32n, 40);
+        const n = call('recvmsg', [ours, msg, 0x40 /* MSG_DONTWAIT */ | 0x40000000 /* MSG_CMSG_CLOEXEC */]);
+        expect(data.subarray(0, n).toString()).toBe('passed');
+        expect([control.readInt32LE(8), control.readInt32LE(12)]).toEqual([1, 1]); // SOL_SOCKET, SCM_RIGHTS
+        const got = control.readInt32LE(16);
+        try {
+          expect(fs.readlinkSync(`/proc/self/fd/${got}`)).toBe(file);
+          expect(fs.readFileSync(got, 'utf8')).toBe('through the socket');
+        } finally {
+          closeFd(got);
+        }
+      } finally {
+        closeFd(ours);
+        closeFd(theirs);
+      }
     });
   });
 

@@ -264,6 +264,37 @@ describe('labels', () => {
 });
 
 describe('Program checks', () => {
+  it('fdMessage: a msghdr whose iov and control pointers are relocated, with one SCM_RIGHTS cmsg', () => {
+    const p = new Program('x86_64');
+    const msg = p.fdMessage('/dev/pts/ptmx', [1001, 7]);
+    p.syscall('sendmsg', [5, msg, 0x4000], { what: 'send' });
+    const { ops, data, relocs } = parse(p.encode());
+    expect(ops[0]?.args[1]).toBe(BigInt(msg.offset));
+    const hdr = data.subarray(msg.offset, msg.offset + 56);
+    const iov = Number(hdr.readBigUInt64LE(16));
+    const control = Number(hdr.readBigUInt64LE(32));
+    expect(hdr.readBigUInt64LE(0)).toBe(0n); // no name
+    expect(hdr.readBigUInt64LE(24)).toBe(1n); // one iovec
+    expect(hdr.readBigUInt64LE(40)).toBe(24n); // CMSG_SPACE(2 * sizeof(int))
+    expect(relocs).toEqual(expect.arrayContaining([iov, msg.offset + 16, msg.offset + 32]));
+    // The iovec points at the payload (13 bytes, no NUL).
+    expect(cstringAt(data, data.readBigUInt64LE(iov))).toBe('/dev/pts/ptmx');
+    expect(data.readBigUInt64LE(iov + 8)).toBe(13n);
+    // cmsghdr: len = CMSG_LEN(8) = 24, SOL_SOCKET, SCM_RIGHTS, then the fds.
+    expect(data.readBigUInt64LE(control)).toBe(24n);
+    expect([8, 12, 16, 20].map((o) => data.readInt32LE(control + o))).toEqual([1, 1, 1001, 7]);
+    expect(() => p.fdMessage('', [1])).toThrow(/payload/);
+    expect(() => p.fdMessage('x', [])).toThrow(/no fds/);
+  });
+
+  it('an ioctl argument can be an integer (a value, not a pointer)', () => {
+    const p = new Program('x86_64');
+    p.syscall('ioctl', [3, 0x5441, 0o400 | 2], { what: 'TIOCGPTPEER' });
+    const { ops } = parse(p.encode());
+    expect(ops[0]?.kinds.slice(0, 3)).toEqual([0, 0, 0]);
+    expect(ops[0]?.args[2]).toBe(0o402n);
+  });
+
   it('refuses NUL in a string', () => {
     const p = new Program('x86_64');
     expect(() => p.cstring('a\0b')).toThrow(/NUL/);
