@@ -46,7 +46,10 @@ const batch = join(dir, 'batch');
 writeFileSync(
   batch,
   [
-    ...Array.from({ length: PAIRS }, (_, i) => `link add ${name(i, 'a')} type veth peer name ${name(i, 'b')}`),
+    ...Array.from(
+      { length: PAIRS },
+      (_, i) => `link add ${name(i, 'a')} type veth peer name ${name(i, 'b')}`,
+    ),
     ...Array.from({ length: PAIRS }, (_, i) => `link del ${name(i, 'a')}`),
     '',
   ].join('\n'),
@@ -66,14 +69,26 @@ function assertEmpty() {
 const subjects = {
   library: async () => {
     const t0 = process.hrtime.bigint();
-    for (let i = 0; i < PAIRS; i++) await nl.linkAdd({ kind: 'veth', name: name(i, 'a'), peer: { name: name(i, 'b') } });
+    for (let i = 0; i < PAIRS; i++)
+      await nl.linkAdd({ kind: 'veth', name: name(i, 'a'), peer: { name: name(i, 'b') } });
     for (let i = 0; i < PAIRS; i++) await nl.linkDel(name(i, 'a'));
     return ms(t0);
   },
   'ip/pair': async () => {
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < PAIRS; i++) {
-      const r = spawnSync('ip', ['-n', ns, 'link', 'add', name(i, 'a'), 'type', 'veth', 'peer', 'name', name(i, 'b')]);
+      const r = spawnSync('ip', [
+        '-n',
+        ns,
+        'link',
+        'add',
+        name(i, 'a'),
+        'type',
+        'veth',
+        'peer',
+        'name',
+        name(i, 'b'),
+      ]);
       if (r.status !== 0) throw new Error(`ip link add: ${r.stderr}`);
     }
     for (let i = 0; i < PAIRS; i++) {
@@ -109,13 +124,17 @@ const median = (a) => {
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
-console.log(`${PAIRS} veth pairs created and deleted, ${RUNS} interleaved rounds after ${WARMUP} warm-up (ms)`);
+console.log(
+  `${PAIRS} veth pairs created and deleted, ${RUNS} interleaved rounds after ${WARMUP} warm-up (ms)`,
+);
 console.log('subject    median      min      max   per pair');
 const med = {};
 for (const [k, a] of Object.entries(samples)) {
   med[k] = median(a);
   console.log(
-    `${k.padEnd(9)} ${med[k].toFixed(1).padStart(8)} ${Math.min(...a).toFixed(1).padStart(8)} ${Math.max(...a)
+    `${k.padEnd(9)} ${med[k].toFixed(1).padStart(8)} ${Math.min(...a)
+      .toFixed(1)
+      .padStart(8)} ${Math.max(...a)
       .toFixed(1)
       .padStart(8)} ${(med[k] / PAIRS).toFixed(3).padStart(10)}`,
   );
