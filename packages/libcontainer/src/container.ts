@@ -67,6 +67,7 @@ import {
   StateStore,
   type StoredState,
 } from './state.js';
+import { connectConsoleSocket, consoleSocketPair, receiveFd } from './terminal.js';
 
 /** The OCI runtime-spec version this runtime implements. */
 export const OCI_VERSION = '1.2.0';
@@ -103,16 +104,37 @@ export interface CreateOptions {
   noPivot?: boolean;
   /** Accepted for runc compatibility; nsinit does not create session keyrings. */
   noNewKeyring?: boolean;
-  /** The container's stdin, stdout, stderr (default: this process's). */
+  /**
+   * The container's stdin, stdout, stderr (default: this process's; /dev/null with
+   * process.terminal, whose pty replaces them).
+   */
   stdio?: readonly [StdioSpec, StdioSpec, StdioSpec];
+  /**
+   * With process.terminal: the path of a listening AF_UNIX socket that gets the pty master
+   * (SCM_RIGHTS), runc's `--console-socket`. Required by {@link Container.create}; without it
+   * {@link Container.run} hands the master to the caller as {@link RunningContainer.console}.
+   */
+  consoleSocket?: string;
+  /**
+   * Called on the host once the container's namespaces exist and its mounts are done, before
+   * `pivot_root` and long before the user's process runs (where OCI `createRuntime` hooks run,
+   * and where CNI plugins configure a network): e.g. attach a network to `pid`'s namespace. A
+   * failure fails the create like a failing hook, and nothing is left behind.
+   */
+  onCreated?: (info: { id: string; pid: number; bundle: string }) => Promise<void> | void;
   /** Called with warnings (a poststart hook that failed, …). */
   onWarning?: (message: string) => void;
 }
 
 /** Options of {@link Container.exec}. */
 export interface ExecOptions {
-  /** stdin, stdout, stderr of the process (default: this process's). */
+  /** stdin, stdout, stderr of the process (default: this process's; /dev/null with a terminal). */
   stdio?: readonly [StdioSpec, StdioSpec, StdioSpec];
+  /**
+   * With `proc.terminal`: a listening AF_UNIX socket that gets the pty master; without it the
+   * master is returned as {@link ExecedProcess.console}.
+   */
+  consoleSocket?: string;
   /** Pass fds 3 .. 3+N-1 of this process on. */
   preserveFds?: number;
   /** Write the process's host pid here, atomically. */
@@ -125,6 +147,11 @@ export interface ExecedProcess {
   pid: number;
   /** Resolves when it exits. */
   exited: Promise<ExitInfo>;
+  /**
+   * With `terminal` and no console socket: the master of the process's pty, an fd that is now
+   * the caller's to read, write (see attachConsole) and close.
+   */
+  console?: number;
 }
 
 /** A running container that this process started and can wait for. */
@@ -132,6 +159,11 @@ export interface RunningContainer {
   container: Container;
   /** Resolves when the container's init exits. */
   exited: Promise<ExitInfo>;
+  /**
+   * With process.terminal and no console socket: the master of the init's pty (from the
+   * container's devpts), an fd that is now the caller's to read, write and close.
+   */
+  console?: number;
 }
 
 function errMessage(e: unknown): string {
@@ -232,7 +264,9 @@ export class Container {
   static async run(opts: CreateOptions): Promise<RunningContainer> {
     const r = await launch(opts, 'run');
     if (!r.exited) throw new Error('internal: run without an exit promise');
-    return { container: r.container, exited: r.exited };
+    const out: RunningContainer = { container: r.container, exited: r.exited };
+    if (r.console !== undefined) out.console = r.console;
+    return out;
   }
 
   private dirHandle(): StateDir {
@@ -391,11 +425,14 @@ export class Container {
     }
     const preserveFds = opts.preserveFds ?? 0;
     const extraFds = Array.from({ length: preserveFds }, (_, i) => 3 + i);
+    const terminal = proc.terminal === true;
+    checkConsoleOptions(terminal, opts.consoleSocket, `exec in container "${this.id}"`);
     const program = planExecIn({
       initPid: s.pid,
       namespaces: (s.config.linux?.namespaces ?? []).map((n) => n.type),
       process: proc,
-      syncFd: 3 + preserveFds,
+      consoleFd: terminal ? 3 + preserveFds : undefined,
+      syncFd: 3 + preserveFds + (terminal ? 1 : 0),
       preserveFds,
       capLastCap: capLastCap(),
       setgroups: readSetgroups(s.pid) !== 'deny',
@@ -403,10 +440,13 @@ export class Container {
       userFirst: isRootless(),
     });
     const cg = cgroupOf(s);
+    const con = terminal ? openConsole(opts.consoleSocket) : undefined;
+    if (con?.theirs !== undefined) extraFds.push(con.theirs);
     let e: ExecutorProcess;
     try {
-      e = spawnExecutor({ stdio: opts.stdio ?? ['inherit', 'inherit', 'inherit'], extraFds });
+      e = spawnExecutor({ stdio: opts.stdio ?? defaultStdio(terminal), extraFds });
     } catch (err) {
+      closeConsole(con);
       // e.g. ETXTBSY: something holds the executor image open for writing
       throw new ContainerError(
         'StartFailed',
@@ -417,6 +457,7 @@ export class Container {
         },
       );
     }
+    closeConsole(con, 'theirs');
     let pid = 0;
     let exited: Promise<ExitInfo> | undefined;
     try {
@@ -429,6 +470,7 @@ export class Container {
           exited = waitChild(pid);
         } else if (m.type === 'sync') {
           ready = true;
+          receiveMaster(con);
           if (opts.pidFile) writePidFile(opts.pidFile, pid);
           e.reply(0);
         } else if (m.type === 'error') {
@@ -450,8 +492,12 @@ export class Container {
           },
         );
       }
-      return { pid, exited };
+      const r: ExecedProcess = { pid, exited };
+      if (con?.master !== undefined) r.console = con.master;
+      if (con) con.master = undefined;
+      return r;
     } catch (err) {
+      closeConsole(con);
       e.kill();
       if (pid > 0) {
         try {
@@ -849,10 +895,60 @@ function signalInit(s: StoredState, sig: number): void {
   }
 }
 
+/**
+ * The console socket of a container or exec with process.terminal: `theirs` goes to the executor
+ * (connected to the caller's --console-socket, or one end of our own socketpair), `ours` is the
+ * other end of that pair, and `master` the pty master received on it.
+ */
+interface ConsoleFds {
+  theirs: number | undefined;
+  ours: number | undefined;
+  master: number | undefined;
+}
+
+function openConsole(path: string | undefined): ConsoleFds {
+  if (path !== undefined) return { theirs: connectConsoleSocket(path), ours: undefined, master: undefined };
+  const [ours, theirs] = consoleSocketPair();
+  return { theirs, ours, master: undefined };
+}
+
+/** Close the fds of `con` (only `theirs`, once the executor has its copy). */
+function closeConsole(con: ConsoleFds | undefined, which: 'all' | 'theirs' = 'all'): void {
+  if (!con) return;
+  const keys = which === 'all' ? (['theirs', 'ours', 'master'] as const) : (['theirs'] as const);
+  for (const k of keys) {
+    const fd = con[k];
+    con[k] = undefined;
+    if (fd !== undefined) closeFd(fd);
+  }
+}
+
+/** At READY the init has sent its master: take it off our end of the pair. */
+function receiveMaster(con: ConsoleFds | undefined): void {
+  if (con?.ours === undefined) return;
+  con.master = receiveFd(con.ours);
+  closeFd(con.ours);
+  con.ours = undefined;
+}
+
+function checkConsoleOptions(terminal: boolean, consoleSocket: string | undefined, what: string): void {
+  if (consoleSocket !== undefined && !terminal) {
+    throw new ContainerError(
+      'InvalidArgument',
+      `${what}: cannot use a console socket (${consoleSocket}) when process.terminal is false`,
+    );
+  }
+}
+
+/** With a terminal the pty replaces stdio: the container never sees our own. */
+function defaultStdio(terminal: boolean): readonly [StdioSpec, StdioSpec, StdioSpec] {
+  return terminal ? ['ignore', 'ignore', 'ignore'] : ['inherit', 'inherit', 'inherit'];
+}
+
 async function launch(
   opts: CreateOptions,
   mode: 'create' | 'run',
-): Promise<{ container: Container; exited?: Promise<ExitInfo> }> {
+): Promise<{ container: Container; exited?: Promise<ExitInfo>; console?: number }> {
   const store = new StateStore(opts.root ?? defaultRoot());
   const bundle = resolve(opts.bundle);
   const config = loadBundleConfig(bundle);
@@ -891,7 +987,16 @@ async function launch(
     cgroupPath = '';
   }
   const fifoFdNum = mode === 'create' ? 3 + preserveFds : undefined;
-  const syncFd = 3 + preserveFds + (mode === 'create' ? 1 : 0);
+  const terminal = config.process?.terminal === true;
+  if (terminal && mode === 'create' && !opts.consoleSocket) {
+    throw new ContainerError(
+      'InvalidArgument',
+      `container "${id}": cannot allocate a tty if the container will detach without a console socket (--console-socket)`,
+    );
+  }
+  checkConsoleOptions(terminal, opts.consoleSocket, `container "${id}"`);
+  const consoleFdNum = terminal ? 3 + preserveFds + (mode === 'create' ? 1 : 0) : undefined;
+  const syncFd = 3 + preserveFds + (mode === 'create' ? 1 : 0) + (terminal ? 1 : 0);
   validateIdMappings(config.linux?.uidMappings ?? [], 'linux.uidMappings');
   validateIdMappings(config.linux?.gidMappings ?? [], 'linux.gidMappings');
   // A namespace to join must exist and be of its type, before anything is created.
@@ -920,6 +1025,7 @@ async function launch(
     noPivot: opts.noPivot ?? false,
     preserveFds,
     fifoFd: fifoFdNum,
+    consoleFd: consoleFdNum,
     syncFd,
     cgroup: !withCgroup
       ? { version: 'none' }
@@ -929,7 +1035,15 @@ async function launch(
     capLastCap: capLastCap(),
   });
 
-  const d = store.create(id);
+  // Connect before anything exists: a console socket that is not there creates nothing.
+  const con = terminal ? openConsole(opts.consoleSocket) : undefined;
+  let d: StateDir;
+  try {
+    d = store.create(id);
+  } catch (err) {
+    closeConsole(con);
+    throw err;
+  }
   const s: StoredState = {
     ociVersion: OCI_VERSION,
     id,
@@ -967,7 +1081,9 @@ async function launch(
       fifoFd = openSync(d.fifo, fsc.O_RDONLY | fsc.O_NONBLOCK);
       extraFds.push(fifoFd);
     }
-    e = spawnExecutor({ stdio: opts.stdio ?? ['inherit', 'inherit', 'inherit'], extraFds });
+    if (con?.theirs !== undefined) extraFds.push(con.theirs);
+    e = spawnExecutor({ stdio: opts.stdio ?? defaultStdio(terminal), extraFds });
+    closeConsole(con, 'theirs');
     if (withCgroup) cg.addProcess(e.pid);
     e.send(program);
     const namespaces = (config.linux?.namespaces ?? []).filter((n) => !n.path).map((n) => n.type);
@@ -1001,6 +1117,17 @@ async function launch(
         const hs = hookState(s, 'creating');
         await runHostHooks('prestart', config.hooks?.prestart, hs);
         await runHostHooks('createRuntime', config.hooks?.createRuntime, hs);
+        if (opts.onCreated) {
+          try {
+            await opts.onCreated({ id, pid: s.pid, bundle });
+          } catch (err) {
+            throw new ContainerError('StartFailed', `container "${id}": ${errMessage(err)}`, {
+              id,
+              step: 'onCreated',
+              cause: err,
+            });
+          }
+        }
         await runContainerHooks('createContainer', config.hooks?.createContainer, hs, {
           pid: s.pid,
           namespaces,
@@ -1009,6 +1136,7 @@ async function launch(
         e.reply(0);
       } else if (m.type === 'sync' && m.id === SYNC.READY) {
         ready = true;
+        receiveMaster(con);
         if (mode === 'create') {
           s.status = 'created';
           d.write(s);
@@ -1056,8 +1184,13 @@ async function launch(
         opts.onWarning?.(errMessage(err));
       }
     }
-    return exited ? { container, exited } : { container };
+    const r: { container: Container; exited?: Promise<ExitInfo>; console?: number } = { container };
+    if (exited) r.exited = exited;
+    if (con?.master !== undefined) r.console = con.master;
+    if (con) con.master = undefined;
+    return r;
   } catch (err) {
+    closeConsole(con);
     e?.kill();
     e?.close();
     if (fifoFd !== undefined) closeSync(fifoFd);

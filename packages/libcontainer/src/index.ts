@@ -35,5 +35,13 @@ export { ContainerError, type ContainerErrorCode, isContainerError } from './err
 export { parseResources, parseResourcesJSON } from './resources.js';
 export * from './spec/index.js';
 export { DEFAULT_ROOT, defaultRoot, validateId } from './state.js';
-export * from './network/index.js';
+export {
+  attachConsole,
+  type ConsoleAttachment,
+  type ConsoleSize,
+  getConsoleSize,
+  makeRaw,
+  setConsoleSize,
+} from './terminal.js';
 export * from './image/index.js';
+export * from './network/index.js';

@@ -304,13 +304,14 @@ describe.skipIf(notRoot)(
       await waitFor(() => out2.read() === 'started\n', 5000, 'the started init');
     });
 
-    it('terminal: true is refused before anything starts', async () => {
+    it('terminal: true with a console socket that is not there is refused before anything starts', async () => {
       const r = await running();
+      const sock = path.join(fx.tempDir('sock'), 'missing.sock');
       const e = await containerError(
-        r.container.exec({ ...r.b.config.process!, args: ['true'], terminal: true }, { stdio: r.out.stdio }),
+        r.container.exec({ ...r.b.config.process!, args: ['true'], terminal: true }, { consoleSocket: sock }),
       );
-      expect(e.code).toBe('Unsupported');
-      expect(e.message).toMatch(/terminal/);
+      expect(e.code).toBe('InvalidArgument');
+      expect(e.message).toBe(`console socket ${sock}: connect: ENOENT (no such file or directory)`);
       expect(r.container.pids()).toEqual([r.pid]);
     });
 

@@ -1,9 +1,10 @@
 import { Program } from '@tsc/executor';
-import { CLONE, PR } from '@tsc/syscall';
+import { AT, CLONE, PR } from '@tsc/syscall';
 import { ContainerError } from '../errors.js';
 import type { Process } from '../spec/index.js';
-import { type CompiledFilter, planExec, planProcess } from './init.js';
+import { type CompiledFilter, checkConsole, planExec, planProcess } from './init.js';
 import { joinSequence, planSetns } from './join.js';
+import { planConsole } from './terminal.js';
 
 /** What `exec` needs to enter a running container. */
 export interface ExecContext {
@@ -27,6 +28,8 @@ export interface ExecContext {
   userFirst?: boolean;
   /** The container's compiled seccomp filter: exec'd processes get it too. */
   seccomp?: CompiledFilter | undefined;
+  /** The executor's fd of the console socket: with process.terminal, the pty master goes there. */
+  consoleFd?: number | undefined;
 }
 
 /**
@@ -38,12 +41,7 @@ export interface ExecContext {
  * got this program, so the new process is born there.
  */
 export function planExecIn(ctx: ExecContext): Program {
-  if (ctx.process.terminal) {
-    throw new ContainerError(
-      'Unsupported',
-      'process.terminal: terminals are not supported by this version of nsinit yet; set "terminal": false',
-    );
-  }
+  checkConsole(ctx.process, ctx.consoleFd);
   if (ctx.process.apparmorProfile || ctx.process.selinuxLabel) {
     throw new ContainerError(
       'Unsupported',
@@ -56,6 +54,15 @@ export function planExecIn(ctx: ExecContext): Program {
   planSetns(p, ctx.initPid, joinSequence(ctx.namespaces, ctx.userFirst === true));
   p.clone(CLONE.PARENT, 'report', { what: 'fork into the container' });
   p.syscall('setsid', [], { what: 'setsid' });
+  // A new pty of the container's devpts: setns into its mount namespace made cwd its root.
+  if (ctx.process.terminal && ctx.consoleFd !== undefined) {
+    planConsole(p, {
+      socketFd: ctx.consoleFd,
+      root: AT.FDCWD,
+      size: ctx.process.consoleSize,
+      uid: ctx.process.user.uid,
+    });
+  }
   planProcess(p, ctx.process, ctx.capLastCap, { setgroups: ctx.setgroups ?? true, seccomp: ctx.seccomp });
   planExec(p, ctx.process, { fifoFd: undefined, preserveFds: ctx.preserveFds, seccomp: ctx.seccomp });
   return p;

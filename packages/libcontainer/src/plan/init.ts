@@ -20,6 +20,7 @@ import { ContainerError } from '../errors.js';
 import type { LinuxDevice, Mount, Process, RuntimeConfig } from '../spec/index.js';
 import { InRoot, openHow, TARGET_FD, TARGET_PATH } from './inroot.js';
 import { parseMountOptions, rootfsPropagationFlags } from './mountopts.js';
+import { planConsole } from './terminal.js';
 
 /** Sync ids the init program stops at. */
 export const SYNC = {
@@ -67,6 +68,8 @@ export interface InitContext {
   seccomp?: CompiledFilter | undefined;
   /** Started by an ordinary user (rootless). */
   rootless?: boolean;
+  /** The executor's fd of the console socket: with process.terminal, the pty master goes there. */
+  consoleFd?: number | undefined;
 }
 
 const DEFAULT_DEVICES: { path: string; major: number; minor: number }[] = [
@@ -134,12 +137,7 @@ export function planInit(ctx: InitContext): Program {
   const { config } = ctx;
   const proc = config.process;
   if (!proc) throw new ContainerError('InvalidConfig', 'process: required to start a container');
-  if (proc.terminal) {
-    throw new ContainerError(
-      'Unsupported',
-      'process.terminal: terminals are not supported by this version of nsinit yet; set "terminal": false',
-    );
-  }
+  checkConsole(proc, ctx.consoleFd);
   const ns = namespacePlan(config);
   if (!(ns.create & CLONE.NEWNS) && !ns.join.some((j) => j.type === 'mount')) {
     throw new ContainerError('InvalidConfig', 'linux.namespaces: a mount namespace is required');
@@ -248,6 +246,16 @@ export function planInit(ctx: InitContext): Program {
   if (proc.cwd && proc.cwd !== '/') {
     const r = inRoot.ensure(proc.cwd, 'dir', `create cwd ${proc.cwd}`);
     p.syscall('close', [r], { what: 'close cwd', onError: 'ignore' });
+  }
+  // The pty comes from the container's devpts, mounted above; found through the rootfs fd.
+  if (proc.terminal && ctx.consoleFd !== undefined) {
+    planConsole(p, {
+      socketFd: ctx.consoleFd,
+      root: rootReg,
+      size: proc.consoleSize,
+      uid: proc.user.uid,
+      console: inRoot,
+    });
   }
   // Still before pivot_root: paths resolve through fds (the rootfs, or a proc/sysfs
   // mount), and /proc/self/fd/N is the host's /proc, which the container cannot touch.
@@ -358,6 +366,22 @@ export function planInit(ctx: InitContext): Program {
     dumpableAtReady: ctx.rootless === true,
   });
   return p;
+}
+
+/** process.terminal and a console socket go together (runc's rules). */
+export function checkConsole(proc: Process, consoleFd: number | undefined): void {
+  if (proc.terminal && consoleFd === undefined) {
+    throw new ContainerError(
+      'InvalidArgument',
+      'process.terminal: cannot allocate a tty without a console socket to send it to',
+    );
+  }
+  if (!proc.terminal && consoleFd !== undefined) {
+    throw new ContainerError(
+      'InvalidArgument',
+      'console socket: cannot use a console socket when process.terminal is false',
+    );
+  }
 }
 
 function loopbackUp(p: Program): void {
