@@ -9,7 +9,6 @@ import {
   commitImage,
   defaultDataRoot,
   digestOf,
-  findImage,
   hostPlatform,
   type ImageConfig,
   listImages,
@@ -149,6 +148,7 @@ describe('changes', () => {
       'VOLUME ["/data", "/cache"]',
       'VOLUME /more',
       'WORKDIR sub',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a Dockerfile variable, not a template
       'WORKDIR ${A}dir',
       'USER app:staff',
       'STOPSIGNAL SIGQUIT',
