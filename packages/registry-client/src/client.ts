@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
+import { DEFAULT_DOMAIN, DEFAULT_REGISTRY_HOST } from '@tsc/image';
 import { Agent, type Dispatcher, request } from 'undici';
 import {
   type Challenge,
@@ -511,7 +512,9 @@ export class RegistryClient {
    * scopes), retries temporary failures, authenticates again once on 401, follows redirects
    * (without credentials to other hosts). Non-accepted statuses become {@link RegistryError}s.
    */
-  async send(host: string, req: RegistryRequest): Promise<RegistryResponse> {
+  async send(registry: string, req: RegistryRequest): Promise<RegistryResponse> {
+    // Docker Hub is written docker.io in references and served by registry-1.docker.io.
+    const host = registry === DEFAULT_DOMAIN ? DEFAULT_REGISTRY_HOST : registry;
     const session = this.session(host);
     if (!req.anonymous) await session.ping(req.signal);
     const accept = req.accept ?? [];

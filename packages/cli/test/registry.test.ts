@@ -1,0 +1,312 @@
+// nsinit pull / push / login / logout against Debian's docker-registry on 127.0.0.1 (the
+// built CLI as a subprocess; stdout is not a terminal, so progress is plain lines).
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { ContentStore, type Descriptor } from '@tsc/registry-client';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { COMMAND, STACK_LINE } from './helpers.js';
+
+const bin = COMMAND[COMMAND.length - 1] as string;
+const skip = !fs.existsSync('/usr/bin/docker-registry')
+  ? 'needs docker-registry'
+  : !fs.existsSync(bin)
+    ? `needs the built CLI (${bin})`
+    : undefined;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface Registry {
+  host: string;
+  stop(): Promise<void>;
+}
+
+async function startRegistry(tmp: string, htpasswd?: string): Promise<Registry> {
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(tmp, 'registry-'));
+  let auth = '';
+  if (htpasswd) {
+    fs.writeFileSync(path.join(dir, 'htpasswd'), htpasswd);
+    auth = `auth:\n  htpasswd:\n    realm: tsc\n    path: ${dir}/htpasswd\n`;
+  }
+  fs.writeFileSync(
+    path.join(dir, 'config.yml'),
+    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: s\n${auth}`,
+  );
+  const child: ChildProcess = spawn('/usr/bin/docker-registry', ['serve', path.join(dir, 'config.yml')], {
+    stdio: 'ignore',
+  });
+  for (let i = 0; ; i++) {
+    const up = await new Promise<boolean>((r) => {
+      http
+        .get(`http://127.0.0.1:${port}/v2/`, (res) => {
+          res.resume();
+          r(true);
+        })
+        .on('error', () => r(false));
+    });
+    if (up) break;
+    if (i > 200) throw new Error('docker-registry did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    host: `127.0.0.1:${port}`,
+    stop: () =>
+      new Promise<void>((r) => {
+        if (child.exitCode !== null || child.signalCode !== null) return r();
+        child.once('exit', () => r());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function nsinit(args: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(COMMAND[0] as string, [...COMMAND.slice(1), ...args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, NSINIT_DEBUG: '', ...(opts.env ?? {}) },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => {
+      stdout += b;
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b;
+    });
+    child.stdin.end(opts.input ?? '');
+    const t = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(t);
+      expect(stderr).not.toMatch(STACK_LINE);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const show = (r: Run) => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+
+/** A small image (config + layers of random bytes in gzip) named `name` in `store`. */
+async function makeImage(
+  store: ContentStore,
+  name: string | undefined,
+  arch = 'amd64',
+  sizes = [2000, 300_000],
+) {
+  const layers: Descriptor[] = [];
+  for (const s of sizes) {
+    const data = gzipSync(Buffer.concat([Buffer.from(`${arch}${name}`), randomBytes(s)]));
+    layers.push({
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+      digest: await store.put(data),
+      size: data.length,
+    });
+  }
+  const config = await store.putJSON(
+    { architecture: arch, os: 'linux', rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) } },
+    'application/vnd.oci.image.config.v1+json',
+  );
+  const mt = 'application/vnd.oci.image.manifest.v1+json';
+  const manifest = await store.putJSON({ schemaVersion: 2, mediaType: mt, config, layers }, mt);
+  if (name) await store.setRef(name, manifest);
+  return { manifest, layers };
+}
+
+describe.skipIf(skip !== undefined)('nsinit pull/push/login', () => {
+  let tmp: string;
+  let reg: Registry;
+  let authReg: Registry;
+  let src: ContentStore;
+  const USER = 'bob';
+  const PASS = 'Secret-Pa55-for-tests';
+
+  beforeAll(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nsinit-reg-'));
+    reg = await startRegistry(tmp);
+    authReg = await startRegistry(tmp, execFileSync('htpasswd', ['-Bbn', USER, PASS], { encoding: 'utf8' }));
+    src = await ContentStore.open(path.join(tmp, 'src', 'content'));
+  });
+  afterAll(async () => {
+    await reg?.stop();
+    await authReg?.stop();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('pull prints Docker-like progress, stores into <data-root>/content; again: up to date; -q', async () => {
+    const name = `${reg.host}/app/web:v1`;
+    const img = await makeImage(src, name);
+    const p = await nsinit(['--data-root', path.join(tmp, 'src'), 'push', name]);
+    expect(p.code, show(p)).toBe(0);
+    expect(p.stdout).toMatch(`The push refers to repository [${reg.host}/app/web]`);
+    const id = img.layers[1]!.digest.slice(7, 19);
+    expect(p.stdout).toMatch(`${id}: Pushed`);
+    expect(p.stdout).toMatch(`v1: digest: ${img.manifest.digest} size: ${img.manifest.size}`);
+
+    const root = path.join(tmp, 'root1');
+    const r = await nsinit(['pull', '--data-root', root, name]);
+    expect(r.code, show(r)).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe(`v1: Pulling from ${reg.host}/app/web`);
+    expect(r.stdout).toMatch(`${id}: Pulling fs layer\n`);
+    expect(r.stdout).toMatch(`${id}: Downloading\n`);
+    expect(r.stdout).toMatch(`${id}: Download complete\n`);
+    expect(lines.slice(-3)).toEqual([
+      `Digest: ${img.manifest.digest}`,
+      `Status: Downloaded newer image for ${name}`,
+      name,
+    ]);
+    const store = await ContentStore.open(path.join(root, 'content'), { create: false });
+    expect((await store.resolve(name))?.digest).toBe(img.manifest.digest);
+
+    const again = await nsinit(['--data-root', root, 'pull', name]);
+    expect(again.code, show(again)).toBe(0);
+    expect(again.stdout).toMatch(`${id}: Already exists`);
+    expect(again.stdout).toMatch(`Status: Image is up to date for ${name}`);
+
+    const q = await nsinit(['pull', '-q', '--data-root', path.join(tmp, 'root2'), name]);
+    expect(q.code, show(q)).toBe(0);
+    expect(q.stdout).toBe(`${name}\n`);
+  });
+
+  test('--platform chooses from a multi-arch index; push mounts from the pulled repository', async () => {
+    const amd = await makeImage(src, undefined, 'amd64', [1000]);
+    const arm = await makeImage(src, undefined, 'arm64', [1000]);
+    const mt = 'application/vnd.oci.image.index.v1+json';
+    const index = await src.putJSON(
+      {
+        schemaVersion: 2,
+        mediaType: mt,
+        manifests: [
+          { ...amd.manifest, platform: { os: 'linux', architecture: 'amd64' } },
+          { ...arm.manifest, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+        ],
+      },
+      mt,
+    );
+    const name = `${reg.host}/multi/x:1`;
+    await src.setRef(name, index);
+    const p = await nsinit(['--data-root', path.join(tmp, 'src'), 'push', '-q', name]);
+    expect(p.code, show(p)).toBe(0);
+    expect(p.stdout).toBe(`${index.digest}\n`);
+
+    const root = path.join(tmp, 'root3');
+    const r = await nsinit(['pull', '--platform', 'linux/arm64', '--data-root', root, name]);
+    expect(r.code, show(r)).toBe(0);
+    expect(r.stdout).toMatch(`Digest: ${index.digest}`);
+    const store = await ContentStore.open(path.join(root, 'content'), { create: false });
+    expect((await store.resolve(name))?.digest).toBe(arm.manifest.digest);
+
+    const bad = await nsinit(['pull', '--platform', 'linux/s390x', '--data-root', root, name]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toBe(
+      `nsinit: pull ${name}: ${name}: no manifest for linux/s390x (it has linux/amd64, linux/arm64/v8)\n`,
+    );
+
+    // The pulled arm64 image pushed to another repository of the same registry: mounted.
+    const m = await nsinit(['--data-root', root, 'push', '--from', name, `${reg.host}/multi/copy:arm`]);
+    expect(m.code, show(m)).toBe(0);
+    expect(m.stdout).toMatch(`${arm.layers[0]!.digest.slice(7, 19)}: Mounted from multi/x`);
+    const info = JSON.parse(
+      execFileSync('skopeo', ['inspect', '--tls-verify=false', `docker://${reg.host}/multi/copy:arm`], {
+        encoding: 'utf8',
+      }),
+    );
+    expect(info.Architecture).toBe('arm64');
+  });
+
+  test('errors are one line: registry not running, invalid name, unknown image, nothing to push', async () => {
+    const port = await freePort();
+    const r = await nsinit(['pull', '--data-root', path.join(tmp, 'e'), `127.0.0.1:${port}/x`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `nsinit: pull 127.0.0.1:${port}/x:latest: connect ECONNREFUSED 127.0.0.1:${port} (is the registry running?)\n`,
+    );
+    const bad = await nsinit(['pull', '--data-root', path.join(tmp, 'e'), 'Bad Name']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toBe('nsinit: invalid image reference "Bad Name": it contains white space\n');
+    const none = await nsinit(['pull', '--data-root', path.join(tmp, 'e'), `${reg.host}/no/such:1`]);
+    expect(none.stderr).toBe(
+      `nsinit: pull ${reg.host}/no/such:1: manifest ${reg.host}/no/such:1 not found (MANIFEST_UNKNOWN)\n`,
+    );
+    const np = await nsinit(['--data-root', path.join(tmp, 'e'), 'push', `${reg.host}/nothing:1`]);
+    expect(np.code).toBe(1);
+    expect(np.stderr).toMatch(`nsinit: push ${reg.host}/nothing:1: no image named ${reg.host}/nothing:1 in`);
+    const plat = await nsinit(['pull', '--platform', 'linux', `${reg.host}/x`]);
+    expect(plat.stderr).toMatch(/^nsinit: --platform: invalid platform "linux"/);
+  });
+
+  test('login --password-stdin / logout with DOCKER_CONFIG; secrets never printed or logged', async () => {
+    const cfgDir = path.join(tmp, 'docker');
+    const env = { DOCKER_CONFIG: cfgDir };
+    const log = path.join(tmp, 'nsinit.log');
+    const name = `${authReg.host}/priv/img:1`;
+    await makeImage(src, name, 'amd64', [500]);
+
+    const anon = await nsinit(['--log', log, '--data-root', path.join(tmp, 'src'), 'push', name], { env });
+    expect(anon.code).toBe(1);
+    expect(anon.stderr).toMatch(/unauthorized \(no credentials for this registry: nsinit login\?\)/);
+
+    const wrong = await nsinit(['--log', log, 'login', '-u', USER, '--password-stdin', authReg.host], {
+      env,
+      input: 'not-the-Secret-1\n',
+    });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(
+      `nsinit: login ${authReg.host}: login to ${authReg.host}: unauthorized (user "bob")`,
+    );
+    expect(fs.existsSync(path.join(cfgDir, 'config.json'))).toBe(false);
+
+    const ok = await nsinit(['login', '--username', USER, '--password-stdin', authReg.host], {
+      env,
+      input: `${PASS}\n`,
+    });
+    expect(ok.code, show(ok)).toBe(0);
+    expect(ok.stdout).toBe('Login Succeeded\n');
+    const cfg = JSON.parse(fs.readFileSync(path.join(cfgDir, 'config.json'), 'utf8'));
+    expect(cfg.auths[authReg.host].auth).toBe(Buffer.from(`${USER}:${PASS}`).toString('base64'));
+
+    const pushed = await nsinit(['--log', log, '--data-root', path.join(tmp, 'src'), 'push', name], { env });
+    expect(pushed.code, show(pushed)).toBe(0);
+    const pulled = await nsinit(['--log', log, 'pull', '--data-root', path.join(tmp, 'auth-root'), name], {
+      env,
+    });
+    expect(pulled.code, show(pulled)).toBe(0);
+
+    const out = await nsinit(['logout', authReg.host], { env });
+    expect(out.stdout).toBe(`Removing login credentials for ${authReg.host}\n`);
+    const out2 = await nsinit(['logout', authReg.host], { env });
+    expect(out2.stdout).toBe(`Not logged in to ${authReg.host}\n`);
+    const denied = await nsinit(['--log', log, 'pull', '--data-root', path.join(tmp, 'auth-root2'), name], {
+      env,
+    });
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toMatch(/unauthorized/);
+
+    const everything =
+      [anon, wrong, ok, pushed, pulled, out, denied].map((r) => r.stdout + r.stderr).join('\n') +
+      fs.readFileSync(log, 'utf8');
+    for (const secret of ['not-the-Secret-1', PASS, Buffer.from(`${USER}:${PASS}`).toString('base64')])
+      expect(everything).not.toContain(secret);
+  });
+});
