@@ -1,6 +1,7 @@
-import { Container, loadProcess, type Process } from '@tsc/libcontainer';
+import { Container, type ExecOptions, loadProcess, type Process } from '@tsc/libcontainer';
 import type { Command } from 'commander';
 import { context, parseIntArg, UsageError } from '../context.js';
+import { ownConsoleSize, relayTerminal } from '../tty.js';
 
 interface ExecFlags {
   process?: string;
@@ -32,12 +33,14 @@ function parseUser(u: string): { uid: number; gid?: number } {
 export function execProcess(base: Process | undefined, args: string[], f: ExecFlags): Process {
   if (f.process) {
     if (args.length) throw new UsageError('exec: give either --process or a command, not both');
-    return loadProcess(f.process);
+    const p = loadProcess(f.process);
+    if (f.tty !== undefined) p.terminal = f.tty;
+    return p;
   }
   if (!args.length) throw new UsageError('exec: a command (or --process) is required');
   const p: Process = structuredClone(base ?? { user: { uid: 0, gid: 0 }, cwd: '/', args });
   p.args = args;
-  p.terminal = false;
+  p.terminal = f.tty === true;
   if (f.cwd) p.cwd = f.cwd;
   if (f.env.length) p.env = [...(p.env ?? []), ...f.env];
   if (f.user) {
@@ -72,8 +75,8 @@ export function register(program: Command): void {
     // Options after the container id belong to the command (sh -c ...).
     .passThroughOptions()
     .option('-p, --process <file>', 'path to a process.json (an OCI process object)')
-    .option('-t, --tty', 'allocate a pseudo-TTY (not supported yet)')
-    .option('--console-socket <path>', 'socket for the pty master (not supported yet)')
+    .option('-t, --tty', 'allocate a pseudo-TTY from the container')
+    .option('--console-socket <path>', 'AF_UNIX socket that receives the pty master (with --tty)')
     .option('-d, --detach', 'detach from the process')
     .option('--pid-file <path>', 'write the process host pid to this file')
     .option('--cwd <dir>', 'working directory in the container')
@@ -95,14 +98,20 @@ export function register(program: Command): void {
     .argument('[command...]')
     .action(async (id: string, args: string[], f: ExecFlags, cmd: Command) => {
       const ctx = context(cmd);
-      if (f.tty || f.consoleSocket)
-        throw new UsageError('exec --tty: terminals are not supported by this version of nsinit yet');
       if (f.apparmor || f.processLabel)
         throw new UsageError('exec: AppArmor and SELinux labels are not available on this host');
       const c = Container.load(id, ctx.root);
       const proc = execProcess(c.config().process, args, f);
-      const opts: { preserveFds: number; pidFile?: string } = { preserveFds: f.preserveFds };
+      if (proc.terminal && f.detach && !f.consoleSocket)
+        throw new UsageError(
+          'exec: cannot allocate a tty if nsinit will detach without setting --console-socket',
+        );
+      const opts: ExecOptions = { preserveFds: f.preserveFds };
       if (f.pidFile) opts.pidFile = f.pidFile;
+      if (f.consoleSocket) opts.consoleSocket = f.consoleSocket;
+      // Relayed here: the pty starts with our terminal's size.
+      const size = proc.terminal && !f.consoleSocket ? ownConsoleSize() : undefined;
+      if (size) proc.consoleSize = size;
       // Listen before the process exists: a signal that arrives while it is being set up is held
       // and forwarded once it runs (without this, SIGTERM then killed nsinit and orphaned it).
       let target = 0;
@@ -118,13 +127,17 @@ export function register(program: Command): void {
           // gone already
         }
       };
-      const sigs = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const;
+      const relayed = proc.terminal === true && !f.consoleSocket;
+      // With a terminal, SIGWINCH resizes the pty instead (relayTerminal).
+      const sigs = (
+        ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const
+      ).filter((s) => !relayed || s !== 'SIGWINCH');
       if (!f.detach) for (const s of sigs) process.on(s, forward);
-      const { pid, exited } = await c.exec(proc, opts);
+      const { pid, exited, console: master } = await c.exec(proc, opts);
       if (f.detach) process.exit(0);
       target = pid;
       for (const s of held.splice(0)) forward(s);
-      const r = await exited;
+      const r = master === undefined ? await exited : await relayTerminal(master, exited);
       process.exit(r.status);
     });
 }

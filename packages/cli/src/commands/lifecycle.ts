@@ -1,6 +1,7 @@
-import { Container, type CreateOptions } from '@tsc/libcontainer';
+import { Container, type CreateOptions, loadBundleConfig } from '@tsc/libcontainer';
 import type { Command } from 'commander';
 import { type Context, context, parseIntArg, UsageError } from '../context.js';
+import { relayTerminal } from '../tty.js';
 
 interface CreateFlags {
   bundle: string;
@@ -29,9 +30,6 @@ function createFlags(cmd: Command): Command {
 }
 
 function createOptions(id: string, f: CreateFlags, ctx: Context): CreateOptions {
-  if (f.consoleSocket) {
-    throw new UsageError('--console-socket: terminals are not supported by this version of nsinit yet');
-  }
   if (f.pidfdSocket) throw new UsageError('--pidfd-socket: not supported by this version of nsinit yet');
   const o: CreateOptions = {
     id,
@@ -43,6 +41,7 @@ function createOptions(id: string, f: CreateFlags, ctx: Context): CreateOptions 
     onWarning: (m) => ctx.log.warn(m),
   };
   if (f.pidFile) o.pidFile = f.pidFile;
+  if (f.consoleSocket) o.consoleSocket = f.consoleSocket;
   return o;
 }
 
@@ -72,7 +71,10 @@ export function register(program: Command): void {
     .argument('<container-id>')
     .action(async (id: string, f: CreateFlags & { detach?: boolean; keep?: boolean }, cmd: Command) => {
       const ctx = context(cmd);
-      const { container, exited } = await Container.run(createOptions(id, f, ctx));
+      if (f.detach && !f.consoleSocket && loadBundleConfig(f.bundle).process?.terminal) {
+        throw new UsageError('cannot allocate a tty if nsinit will detach without setting --console-socket');
+      }
+      const { container, exited, console: master } = await Container.run(createOptions(id, f, ctx));
       if (f.detach) process.exit(0);
       const forward = (sig: NodeJS.Signals) => {
         try {
@@ -81,9 +83,11 @@ export function register(program: Command): void {
           // it may be gone already
         }
       };
-      for (const s of FORWARDED) process.on(s, forward);
-      const r = await exited;
-      for (const s of FORWARDED) process.off(s, forward);
+      // With a terminal, SIGWINCH resizes the pty instead (relayTerminal).
+      const sigs = FORWARDED.filter((s) => master === undefined || s !== 'SIGWINCH');
+      for (const s of sigs) process.on(s, forward);
+      const r = master === undefined ? await exited : await relayTerminal(master, exited);
+      for (const s of sigs) process.off(s, forward);
       if (!f.keep) await container.delete({ force: true, onWarning: (m) => ctx.log.warn(m) });
       process.exit(r.status);
     });
