@@ -5,7 +5,7 @@
 // (A V8 startup snapshot was tried first: deserialising it cost as much as
 // evaluating the bundle; the code cache is ~50 ms faster here.)
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -26,7 +26,8 @@ await build({
   format: 'cjs',
   target: 'node20',
   outfile: bundle,
-  external: ['koffi'],
+  // Native addons stay outside: koffi (FFI) and zstd-napi (zstd layers), resolved from the CLI's node_modules.
+  external: ['koffi', 'zstd-napi'],
   // import.meta.url in the sources resolves files next to the code (the
   // executor binary, koffi): point it at the bundle itself.
   define: { 'import.meta.url': '__nsinitBundleUrl' },
@@ -54,6 +55,18 @@ await build({
   ],
 });
 
+// Code compiled by vm.Script (the loader below, for the code cache) cannot use import() on
+// Node 20 without --experimental-vm-modules: the import()s esbuild left (node builtins and the
+// native externals, all CommonJS) become require()s, still lazy, resolved from the bundle.
+{
+  const text = readFileSync(bundle, 'utf8');
+  const rewritten = text.replace(/\bimport\(("[^"]+")\)/g, 'Promise.resolve().then(()=>require($1))');
+  if (/\bimport\(/.test(rewritten.replace(/"[^"]*"|'[^']*'|`[^`]*`/g, ''))) {
+    throw new Error('bundle.mjs: an import() with a computed specifier is left in the bundle');
+  }
+  writeFileSync(bundle, rewritten);
+}
+
 // The executor binary next to the bundle, where the bundled code looks for it.
 const req = createRequire(import.meta.url);
 const executorDist = dirname(createRequire(req.resolve('@tsc/libcontainer')).resolve('@tsc/executor'));
@@ -74,7 +87,10 @@ let cachedData;
 try {
   cachedData = fs.readFileSync(cacheFile);
 } catch {}
-const script = new vm.Script(Module.wrap(fs.readFileSync(file, 'utf8')), { filename: file, cachedData });
+const script = new vm.Script(Module.wrap(fs.readFileSync(file, 'utf8')), {
+  filename: file,
+  cachedData,
+});
 const m = { exports: {} };
 script.runInThisContext()(m.exports, Module.createRequire(file), m, file, ${JSON.stringify(dist)});
 if (process.env.NSINIT_MAKE_CODE_CACHE) {

@@ -2,6 +2,7 @@ import { isContainerError } from '@tsc/libcontainer';
 import { Command, CommanderError } from 'commander';
 import { register as cgroups } from './commands/cgroups.js';
 import { register as exec } from './commands/exec.js';
+import { register as imageContainers } from './commands/image-containers.js';
 import { register as images } from './commands/images.js';
 import { register as inspect } from './commands/inspect.js';
 import { register as lifecycle } from './commands/lifecycle.js';
@@ -41,6 +42,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   exec(program);
   inspect(program);
   cgroups(program);
+  imageContainers(program);
   images(program);
   registry(program);
 

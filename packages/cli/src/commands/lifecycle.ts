@@ -1,7 +1,9 @@
 import { Container, type CreateOptions, loadBundleConfig } from '@tsc/libcontainer';
 import type { Command } from 'commander';
 import { type Context, context, parseIntArg, UsageError } from '../context.js';
+import type { ImageRunFlags } from '../image-containers.js';
 import { relayTerminal } from '../tty.js';
+import { addImageRunFlags, deleteImageContainer, runImage } from './image-containers.js';
 
 interface CreateFlags {
   bundle: string;
@@ -65,32 +67,53 @@ export function register(program: Command): void {
       for (const id of ids) await Container.load(id, ctx.root).start({ onWarning: (m) => ctx.log.warn(m) });
     });
 
-  createFlags(program.command('run').description('create and start a container, and wait for it'))
+  addImageRunFlags(
+    createFlags(
+      program
+        .command('run')
+        .description(
+          'create and start a container from a bundle (run ID) or an image (run --image REF [-- CMD…]), and wait for it',
+        ),
+    ),
+  )
     .option('-d, --detach', 'detach from the container process')
     .option('--keep', 'do not delete the container after it exits')
-    .argument('<container-id>')
-    .action(async (id: string, f: CreateFlags & { detach?: boolean; keep?: boolean }, cmd: Command) => {
-      const ctx = context(cmd);
-      if (f.detach && !f.consoleSocket && loadBundleConfig(f.bundle).process?.terminal) {
-        throw new UsageError('cannot allocate a tty if nsinit will detach without setting --console-socket');
-      }
-      const { container, exited, console: master } = await Container.run(createOptions(id, f, ctx));
-      if (f.detach) process.exit(0);
-      const forward = (sig: NodeJS.Signals) => {
-        try {
-          container.kill(sig);
-        } catch {
-          // it may be gone already
+    // Like runc and docker run: flags end at the first argument, the rest is the command's.
+    .passThroughOptions()
+    .argument('[container-id|cmd...]', 'the container id; with --image, the command and its arguments')
+    .action(
+      async (
+        args: string[],
+        f: CreateFlags & ImageRunFlags & { detach?: boolean; keep?: boolean },
+        cmd: Command,
+      ) => {
+        const ctx = context(cmd);
+        if (f.image !== undefined) return runImage(ctx, f, args);
+        if (args.length !== 1) throw new UsageError(`run: expected one container id, got ${args.length}`);
+        const id = args[0] as string;
+        if (f.detach && !f.consoleSocket && loadBundleConfig(f.bundle).process?.terminal) {
+          throw new UsageError(
+            'cannot allocate a tty if nsinit will detach without setting --console-socket',
+          );
         }
-      };
-      // With a terminal, SIGWINCH resizes the pty instead (relayTerminal).
-      const sigs = FORWARDED.filter((s) => master === undefined || s !== 'SIGWINCH');
-      for (const s of sigs) process.on(s, forward);
-      const r = master === undefined ? await exited : await relayTerminal(master, exited);
-      for (const s of sigs) process.off(s, forward);
-      if (!f.keep) await container.delete({ force: true, onWarning: (m) => ctx.log.warn(m) });
-      process.exit(r.status);
-    });
+        const { container, exited, console: master } = await Container.run(createOptions(id, f, ctx));
+        if (f.detach) process.exit(0);
+        const forward = (sig: NodeJS.Signals) => {
+          try {
+            container.kill(sig);
+          } catch {
+            // it may be gone already
+          }
+        };
+        // With a terminal, SIGWINCH resizes the pty instead (relayTerminal).
+        const sigs = FORWARDED.filter((s) => master === undefined || s !== 'SIGWINCH');
+        for (const s of sigs) process.on(s, forward);
+        const r = master === undefined ? await exited : await relayTerminal(master, exited);
+        for (const s of sigs) process.off(s, forward);
+        if (!f.keep) await container.delete({ force: true, onWarning: (m) => ctx.log.warn(m) });
+        process.exit(r.status);
+      },
+    );
 
   program
     .command('kill')
@@ -115,10 +138,14 @@ export function register(program: Command): void {
         try {
           c = Container.load(id, ctx.root);
         } catch (e) {
-          if (f.force && (e as { code?: string }).code === 'NotFound') continue;
+          if (f.force && (e as { code?: string }).code === 'NotFound') {
+            await deleteImageContainer(ctx, id);
+            continue;
+          }
           throw e;
         }
         await c.delete({ force: f.force === true, onWarning: (m) => ctx.log.warn(m) });
+        await deleteImageContainer(ctx, id);
       }
     });
 }

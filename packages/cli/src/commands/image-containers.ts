@@ -1,0 +1,270 @@
+import { spawn } from 'node:child_process';
+import { commitImage, type Digest, openImageStore, resolveImage } from '@tsc/image';
+import {
+  attachNetwork,
+  Container,
+  type CreateOptions,
+  isContainerError,
+  parseExpose,
+  runPortProxy,
+} from '@tsc/libcontainer';
+import { closeFd, pidfdOpen, watchReadable } from '@tsc/syscall';
+import { LayerStore } from '@tsc/unionfs';
+import type { Command } from 'commander';
+import { type Context, context, UsageError } from '../context.js';
+import {
+  hasImageContainer,
+  type ImageRunFlags,
+  parseImageRunFlags,
+  prepareImageContainer,
+  readImageContainer,
+  removeImageContainer,
+} from '../image-containers.js';
+import { relayTerminal } from '../tty.js';
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** The `docker run`-style flags `run --image` adds to `run`. */
+export function addImageRunFlags(cmd: Command): Command {
+  return cmd
+    .option(
+      '--image <ref>',
+      'run an image from the local store (see nsinit images, nsinit pull) instead of a bundle',
+    )
+    .option('--name <name>', 'with --image: the container id (default: 12 random hex digits)')
+    .option('--rm', 'with --image: remove the container and its writable layer when it exits')
+    .option('--network <mode>', 'with --image: bridge (default), none, host or container:<id>')
+    .option(
+      '-e, --env <K=V>',
+      'with --image: set an environment variable (K alone: from this environment)',
+      collect,
+    )
+    .option('-w, --workdir <dir>', 'with --image: the working directory')
+    .option('-u, --user <user>', 'with --image: name, uid, uid:gid or name:group, from the image')
+    .option('--entrypoint <cmd>', "with --image: override the image's entrypoint")
+    .option(
+      '-p, --publish <[ip:]host:container[/proto]>',
+      'with --image: publish a port (bridge network)',
+      collect,
+    )
+    .option(
+      '--link <name[:alias]>',
+      'with --image: add a hosts entry and link variables for another container',
+      collect,
+    )
+    .option('--dns <ip>', 'with --image: a nameserver for resolv.conf', collect)
+    .option('--add-host <host:ip>', 'with --image: an /etc/hosts entry', collect)
+    .option('--hostname <name>', 'with --image: the container host name (default: its id)')
+    .option('--read-only', "with --image: mount the container's root filesystem read-only")
+    .option('-t, --tty', 'with --image: give the process a terminal')
+    .option('--platform <os/arch[/variant]>', "with --image: the image's platform (default: this machine's)");
+}
+
+/** argv that runs this very CLI again (bundled or not) with `args`. */
+function selfCommand(args: readonly string[]): string[] {
+  return [process.execPath, ...process.execArgv, process.argv[1] as string, ...args];
+}
+
+type RunFlags = ImageRunFlags & { detach?: boolean; pidFile?: string; consoleSocket?: string };
+
+const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const;
+
+/** `nsinit run --image REF [flags] [-- CMD ARGS…]`. */
+export async function runImage(ctx: Context, f: RunFlags, cmdArgs: string[]): Promise<never> {
+  const req = parseImageRunFlags(f, cmdArgs);
+  if (f.detach && req.terminal && !f.consoleSocket)
+    throw new UsageError('cannot allocate a tty if nsinit will detach without setting --console-socket');
+  const p = await prepareImageContainer(ctx, req);
+  const { id } = p;
+  const opts: CreateOptions = {
+    id,
+    bundle: p.bundle,
+    root: ctx.root,
+    onWarning: (m) => ctx.log.warn(m),
+    onCreated: async ({ pid }) => {
+      await attachNetwork({
+        root: ctx.root,
+        id,
+        pid,
+        mode: req.network,
+        publish: req.publish,
+        expose: p.exposedPorts.map((e) => parseExpose(e)),
+        links: req.links,
+        dns: req.dns,
+        addHosts: req.addHosts,
+        hostname: p.spec.hostname ?? id,
+        ...(p.filesDir ? { filesDir: p.filesDir } : {}),
+        proxyCommand: selfCommand(['__port-proxy']),
+      });
+    },
+  };
+  if (f.pidFile) opts.pidFile = f.pidFile;
+  if (f.consoleSocket) opts.consoleSocket = f.consoleSocket;
+  let run: Awaited<ReturnType<typeof Container.run>>;
+  try {
+    run = await Container.run(opts);
+  } catch (e) {
+    await removeImageContainer({ ...ctx, id }).catch(() => {});
+    throw e;
+  }
+  const { container, exited, console: master } = run;
+  if (f.detach) {
+    if (req.rm) {
+      // Nobody waits for a detached container: a small monitor removes it when it exits.
+      const [cmd, ...args] = selfCommand(['--root', ctx.root, '--data-root', ctx.dataRoot, '__monitor', id]);
+      spawn(cmd as string, args, { detached: true, stdio: 'ignore' }).unref();
+    }
+    process.stdout.write(`${id}\n`);
+    process.exit(0);
+  }
+  const forward = (sig: NodeJS.Signals) => {
+    try {
+      container.kill(sig);
+    } catch {
+      // gone already
+    }
+  };
+  for (const s of FORWARDED) process.on(s, forward);
+  const r = master === undefined ? await exited : await relayTerminal(master, exited);
+  for (const s of FORWARDED) process.off(s, forward);
+  if (req.rm) await removeContainer(ctx, id);
+  process.exit(r.status);
+}
+
+/** Deletes the OCI container (force) and, for an image container, everything else it had. */
+async function removeContainer(ctx: Context, id: string): Promise<void> {
+  try {
+    await Container.load(id, ctx.root).delete({ force: true, onWarning: (m) => ctx.log.warn(m) });
+  } catch (e) {
+    if (!(isContainerError(e) && e.code === 'NotFound')) throw e;
+  }
+  if (hasImageContainer(ctx.dataRoot, id)) await removeImageContainer({ ...ctx, id });
+}
+
+/** Called by `delete` after the OCI container is gone: the image container's remains. */
+export async function deleteImageContainer(ctx: Context, id: string): Promise<void> {
+  if (hasImageContainer(ctx.dataRoot, id)) await removeImageContainer({ ...ctx, id });
+}
+
+function imageRecord(ctx: Context, id: string) {
+  const rec = readImageContainer(ctx.dataRoot, id);
+  if (!rec)
+    throw new UsageError(
+      `container "${id}" was not made from an image (no ${ctx.dataRoot}/containers/${id})`,
+    );
+  return rec;
+}
+
+export function register(program: Command): void {
+  program
+    .command('diff')
+    .description("list a container's changes to its image's files (A added, C changed, D deleted)")
+    .argument('<container-id>')
+    .action(async (id: string, _f: unknown, cmd: Command) => {
+      const ctx = context(cmd);
+      imageRecord(ctx, id);
+      const layers = await LayerStore.open({ root: ctx.dataRoot });
+      const out = (await layers.diff(id)).map((c) => `${c.kind} ${c.path}\n`).join('');
+      process.stdout.write(out);
+    });
+
+  program
+    .command('commit')
+    .description("make a new image from a container's changes")
+    .argument('<container-id>')
+    .argument('[ref]', 'name of the new image (REPOSITORY[:TAG])')
+    .option(
+      '-c, --change <instruction>',
+      'apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL)',
+      collect,
+    )
+    .option('-m, --message <text>', 'commit message')
+    .option('-a, --author <name>', 'author')
+    .option('--no-pause', 'do not pause the container while its changes are read')
+    .action(
+      async (
+        id: string,
+        ref: string | undefined,
+        f: { change?: string[]; message?: string; author?: string; pause?: boolean },
+        cmd: Command,
+      ) => {
+        const ctx = context(cmd);
+        const rec = imageRecord(ctx, id);
+        const store = await openImageStore(ctx.dataRoot);
+        const base = await resolveImage(store, rec.imageId);
+        const layers = await LayerStore.open({ root: ctx.dataRoot });
+        let paused = false;
+        if (f.pause !== false) {
+          try {
+            const c = Container.load(id, ctx.root);
+            if (c.state().status === 'running') {
+              c.pause();
+              paused = true;
+            }
+          } catch {
+            // stopped, or no cgroup freezer: read it as it is
+          }
+        }
+        let layer: { descriptor: import('@tsc/image').Descriptor; diffID: Digest };
+        try {
+          layer = await layers.exportDiff(id, store);
+        } finally {
+          if (paused) Container.load(id, ctx.root).resume();
+        }
+        const r = await commitImage({
+          store,
+          base,
+          layer,
+          createdBy: `nsinit commit ${id}`,
+          ...(f.change ? { changes: f.change } : {}),
+          ...(f.message !== undefined ? { message: f.message } : {}),
+          ...(f.author !== undefined ? { author: f.author } : {}),
+          ...(ref !== undefined ? { ref } : {}),
+        });
+        process.stdout.write(`${r.id}\n`);
+      },
+    );
+
+  // Internal: removes a detached --rm container when its init exits.
+  program
+    .command('__monitor', { hidden: true })
+    .argument('<container-id>')
+    .action(async (id: string, _f: unknown, cmd: Command) => {
+      const ctx = context(cmd);
+      let pid = 0;
+      try {
+        const s = Container.load(id, ctx.root).state();
+        if (s.status !== 'stopped') pid = s.pid;
+      } catch {
+        // already gone
+      }
+      if (pid > 0) {
+        let fd = -1;
+        try {
+          fd = pidfdOpen(pid);
+        } catch {
+          // exited between state() and here
+        }
+        if (fd >= 0) {
+          await new Promise<void>((resolve) => {
+            const w = watchReadable(fd, () => {
+              w.close();
+              resolve();
+            });
+          });
+          closeFd(fd);
+        }
+      }
+      await removeContainer(ctx, id);
+    });
+
+  // Internal: the userland proxy of published ports (started detached by attachNetwork).
+  program
+    .command('__port-proxy', { hidden: true })
+    .allowUnknownOption()
+    .helpOption(false)
+    .argument('[args...]')
+    .action(async (args: string[]) => {
+      await runPortProxy(args);
+    });
+}

@@ -1,0 +1,304 @@
+/**
+ * Containers run from images (`nsinit run --image`): the composition of the image store
+ * (@tsc/image), the layer store (@tsc/unionfs), the image → runtime config conversion and the
+ * container networks (@tsc/libcontainer), and the ordinary OCI lifecycle.
+ *
+ * On disk, per container `ID`:
+ * - `<dataRoot>/containers/ID/`: its bundle (`config.json`, the `hosts`, `hostname` and
+ *   `resolv.conf` bind-mounted into it) and `image.json`, the record of what it was made from;
+ * - `<dataRoot>/layers/<driver>/containers/ID/`: its writable layer and rootfs mount (@tsc/unionfs);
+ * - `<root>/ID/`: its ordinary container state (@tsc/libcontainer), with `network.json`.
+ *
+ * `image.json` is written before anything else is made, so a crash at any later point leaves
+ * something {@link removeImageContainer} (called by `delete` and `--rm`) can clean up from.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Digest, openImageStore, parsePlatform, type ResolvedImage, resolveImage } from '@tsc/image';
+import {
+  type ContainerLink,
+  createImageBundle,
+  defaultSpec,
+  detachNetwork,
+  type HostEntry,
+  imageSpec,
+  linkEnv,
+  type NetworkMode,
+  type PortMapping,
+  parseNetworkMode,
+  parsePublish,
+  prepareNetworkFiles,
+  type RuntimeConfig,
+  resolveNetworkMode,
+  validateId,
+} from '@tsc/libcontainer';
+import { LayerStore } from '@tsc/unionfs';
+import { UsageError } from './context.js';
+
+/** What `image.json` records about a container made from an image. */
+export interface ImageContainerRecord {
+  id: string;
+  /** The image as the user named it. */
+  image: string;
+  /** The image ID (config digest) it runs on. */
+  imageId: Digest;
+  /** The full name it was found by, if any. */
+  ref?: string | undefined;
+  /** Remove the container and its writable layer when it exits. */
+  rm: boolean;
+  network: NetworkMode;
+  created: string;
+}
+
+/** The `run --image` flags, parsed and checked. */
+export interface ImageRunRequest {
+  image: string;
+  name?: string | undefined;
+  cmd: string[];
+  rm: boolean;
+  network: NetworkMode;
+  env: string[];
+  workdir?: string | undefined;
+  user?: string | undefined;
+  entrypoint?: string[] | undefined;
+  publish: PortMapping[];
+  links: ContainerLink[];
+  dns: string[];
+  addHosts: HostEntry[];
+  hostname?: string | undefined;
+  readonly: boolean;
+  terminal: boolean;
+  platform?: string | undefined;
+}
+
+/** A prepared image container: its bundle exists and its rootfs is mounted; not yet created. */
+export interface PreparedImageContainer {
+  id: string;
+  bundle: string;
+  record: ImageContainerRecord;
+  image: ResolvedImage;
+  spec: RuntimeConfig;
+  exposedPorts: string[];
+  /** Where `hosts`, `hostname` and `resolv.conf` are (bridge and none modes). */
+  filesDir?: string | undefined;
+}
+
+/** `<dataRoot>/containers/<id>`: the bundle of an image container. */
+export function imageContainerDir(dataRoot: string, id: string): string {
+  validateId(id);
+  return join(dataRoot, 'containers', id);
+}
+
+/** The record of an image container, or undefined when `id` was not made from an image. */
+export function readImageContainer(dataRoot: string, id: string): ImageContainerRecord | undefined {
+  const file = join(imageContainerDir(dataRoot, id), 'image.json');
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as ImageContainerRecord;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (e instanceof SyntaxError)
+      return { id, image: '?', imageId: 'sha256:' as Digest, rm: false, network: 'none', created: '' };
+    throw e;
+  }
+}
+
+/** True when `<dataRoot>/containers/<id>` exists (a record, or the remains of a crashed run). */
+export function hasImageContainer(dataRoot: string, id: string): boolean {
+  return existsSync(imageContainerDir(dataRoot, id));
+}
+
+async function writeJSONAtomic(file: string, value: unknown): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`;
+  const h = await open(tmp, 'w', 0o600);
+  try {
+    await h.writeFile(`${JSON.stringify(value, null, 2)}\n`);
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+  await rename(tmp, file);
+}
+
+/** A fresh container id like Docker's short ids: 12 hex digits. */
+export function newContainerId(): string {
+  return randomBytes(6).toString('hex');
+}
+
+function parseHostEntry(s: string): HostEntry {
+  const i = s.indexOf(':');
+  const host = s.slice(0, i);
+  const ip = s.slice(i + 1);
+  if (i <= 0 || !ip || !/^[A-Za-z0-9.-]+$/.test(host))
+    throw new UsageError(`--add-host "${s}": expected HOST:IP, e.g. db:172.29.0.5`);
+  return { host, ip };
+}
+
+function parseLink(s: string): ContainerLink {
+  const [id, alias, extra] = s.split(':');
+  if (!id || extra !== undefined || alias === '')
+    throw new UsageError(`--link "${s}": expected NAME or NAME:ALIAS`);
+  validateId(id);
+  return alias === undefined ? { id } : { id, alias };
+}
+
+/** Raw flags of `run --image`, as commander gives them. */
+export interface ImageRunFlags {
+  image: string;
+  name?: string;
+  rm?: boolean;
+  network?: string;
+  env?: string[];
+  workdir?: string;
+  user?: string;
+  entrypoint?: string;
+  publish?: string[];
+  link?: string[];
+  dns?: string[];
+  addHost?: string[];
+  hostname?: string;
+  readOnly?: boolean;
+  tty?: boolean;
+  platform?: string;
+}
+
+/** Checks every flag before anything is made: a bad one is a one-line error naming it. */
+export function parseImageRunFlags(f: ImageRunFlags, cmd: string[]): ImageRunRequest {
+  if (f.name !== undefined) {
+    try {
+      validateId(f.name);
+    } catch {
+      throw new UsageError(`--name "${f.name}": use letters, digits, "_", "+", "-" and "."`);
+    }
+  }
+  const network = parseNetworkMode(f.network ?? 'bridge');
+  const publish = (f.publish ?? []).map((p) => parsePublish(p));
+  if (publish.length > 0 && network !== 'bridge')
+    throw new UsageError(`--publish needs the bridge network, not --network ${network}`);
+  const links = (f.link ?? []).map(parseLink);
+  if (links.length > 0 && network !== 'bridge')
+    throw new UsageError(`--link needs the bridge network, not --network ${network}`);
+  if (f.workdir !== undefined && !f.workdir.startsWith('/'))
+    throw new UsageError(`--workdir "${f.workdir}": must be an absolute path`);
+  if (f.platform !== undefined) parsePlatform(f.platform);
+  return {
+    image: f.image,
+    name: f.name,
+    cmd,
+    rm: f.rm === true,
+    network,
+    env: f.env ?? [],
+    workdir: f.workdir,
+    user: f.user,
+    entrypoint: f.entrypoint === undefined ? undefined : f.entrypoint === '' ? [] : [f.entrypoint],
+    publish,
+    links,
+    dns: f.dns ?? [],
+    addHosts: (f.addHost ?? []).map(parseHostEntry),
+    hostname: f.hostname,
+    readonly: f.readOnly === true,
+    terminal: f.tty === true,
+    platform: f.platform,
+  };
+}
+
+/**
+ * Resolves the image, unpacks its layers (once), makes the writable layer and mounts the rootfs,
+ * and writes the bundle. On failure everything made so far is removed again.
+ */
+export async function prepareImageContainer(
+  o: { root: string; dataRoot: string },
+  req: ImageRunRequest,
+): Promise<PreparedImageContainer> {
+  const id = req.name ?? newContainerId();
+  const dir = imageContainerDir(o.dataRoot, id);
+  if (existsSync(join(o.root, id)))
+    throw new UsageError(`container name "${id}" is already in use: delete it first (nsinit delete ${id})`);
+  // Before anything is made: the image, and the other container of --network container:ID.
+  const netns = resolveNetworkMode(o.root, req.network);
+  const linkVars = req.links.length
+    ? Object.entries(linkEnv({ root: o.root, name: id, links: req.links })).map(([k, v]) => `${k}=${v}`)
+    : [];
+  const store = await openImageStore(o.dataRoot);
+  const image = await resolveImage(store, req.image, req.platform ? parsePlatform(req.platform) : undefined);
+  const layers = await LayerStore.open({ root: o.dataRoot });
+  await layers.unpackImage({
+    content: store,
+    layers: image.manifest.layers,
+    diffIDs: image.config.rootfs.diff_ids,
+    owner: `image:${image.id}`,
+  });
+
+  if (existsSync(dir)) await removeImageContainer({ ...o, id }); // remains of a crashed run
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const record: ImageContainerRecord = {
+    id,
+    image: req.image,
+    imageId: image.id,
+    ref: image.ref,
+    rm: req.rm,
+    network: req.network,
+    created: new Date().toISOString(),
+  };
+  try {
+    await writeJSONAtomic(join(dir, 'image.json'), record);
+    const prepared = await layers.prepare(id, image.config.rootfs.diff_ids, { volatile: req.rm });
+    const hostname = (req.hostname ?? id).slice(0, 63);
+    const { spec, exposedPorts } = imageSpec({
+      config: image.config,
+      rootfs: prepared.rootfs,
+      image: req.image,
+      base: defaultSpec(),
+      overrides: {
+        cmd: req.cmd,
+        env: [...linkVars, ...req.env],
+        hostname,
+        readonly: req.readonly,
+        terminal: req.terminal,
+        ...(req.entrypoint !== undefined ? { entrypoint: req.entrypoint } : {}),
+        ...(req.workdir !== undefined ? { workdir: req.workdir } : {}),
+        ...(req.user !== undefined ? { user: req.user } : {}),
+      },
+    });
+    const linux = spec.linux ?? {};
+    spec.linux = linux;
+    const others = (linux.namespaces ?? []).filter((n) => n.type !== 'network');
+    if (netns.newNetns) others.push({ type: 'network' });
+    else if (netns.netnsPath) others.push({ type: 'network', path: netns.netnsPath });
+    linux.namespaces = others;
+    let filesDir: string | undefined;
+    if (req.network !== 'host') {
+      // Filled in by attachNetwork once the container's namespaces exist; bind-mounted now.
+      filesDir = dir;
+      const files = prepareNetworkFiles(dir);
+      const binds = [
+        { destination: '/etc/hosts', source: files.hosts },
+        { destination: '/etc/hostname', source: files.hostname },
+        { destination: '/etc/resolv.conf', source: files.resolvConf },
+      ];
+      spec.mounts = [
+        ...(spec.mounts ?? []).filter((m) => !binds.some((b) => b.destination === m.destination)),
+        ...binds.map((b) => ({ ...b, type: 'bind', options: ['rbind', 'rprivate'] })),
+      ];
+    }
+    await createImageBundle({ bundleDir: dir, rootfs: prepared.rootfs, spec });
+    return { id, bundle: dir, record, image, spec, exposedPorts, filesDir };
+  } catch (e) {
+    await removeImageContainer({ ...o, id }).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * Removes what an image container has beyond its OCI state: its network (veth, address lease,
+ * rules, port proxy), its writable layer and rootfs mount, and its bundle. Idempotent; works
+ * from disk alone after a crash. The caller deletes the OCI container first.
+ */
+export async function removeImageContainer(o: { root: string; dataRoot: string; id: string }): Promise<void> {
+  const dir = imageContainerDir(o.dataRoot, o.id);
+  await detachNetwork({ root: o.root, id: o.id });
+  const layers = await LayerStore.open({ root: o.dataRoot });
+  await layers.remove(o.id);
+  await rm(dir, { recursive: true, force: true });
+}
