@@ -28,6 +28,9 @@ import {
 import { type ClientOptions, type RegistryClient, withClient } from './client.js';
 import { isRegistryError, networkCode, RegistryError, safeUrl } from './errors.js';
 
+/** Downloads are written to disk in batches of this many bytes. */
+const WRITE_BATCH = 1 << 20;
+
 /** The largest manifest accepted (containerd's limit). */
 export const MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
 
@@ -386,16 +389,40 @@ export async function downloadBlob(
       let current = ingest.offset;
       options.onProgress?.(current, 'downloading');
       let last = 0;
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        await ingest.write(chunk);
-        current += chunk.length;
-        downloaded += chunk.length;
-        const now = Date.now();
-        if (now - last > 100) {
-          last = now;
-          options.onProgress?.(current, 'downloading');
+      // Socket reads arrive in ≤64 KiB chunks: they are copied into one reused 1 MiB buffer
+      // and written when it is full (fewer thread-pool round trips, no garbage per batch).
+      // Bytes not yet written when a transfer breaks are simply fetched again.
+      const buf = Buffer.allocUnsafe(WRITE_BATCH);
+      let fill = 0;
+      const flush = async () => {
+        if (fill === 0) return;
+        const n = fill;
+        fill = 0;
+        await ingest.write(buf.subarray(0, n));
+      };
+      try {
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          for (let off = 0; off < chunk.length; ) {
+            const n = Math.min(chunk.length - off, WRITE_BATCH - fill);
+            chunk.copy(buf, fill, off, off + n);
+            fill += n;
+            off += n;
+            if (fill === WRITE_BATCH) await flush();
+          }
+          current += chunk.length;
+          downloaded += chunk.length;
+          const now = Date.now();
+          if (now - last > 100) {
+            last = now;
+            options.onProgress?.(current, 'downloading');
+          }
         }
+      } catch (e) {
+        // Keep what arrived before the break: the resume starts after it.
+        if (isNetworkFailure(e)) await flush().catch(() => {});
+        throw e;
       }
+      await flush();
       options.onProgress?.(current, 'verifying');
       await ingest.commit();
       return { downloaded, present: false };
