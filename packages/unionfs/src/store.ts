@@ -297,13 +297,25 @@ export class LayerStore {
    * streams; on any failure nothing is left behind.
    */
   async unpack(req: UnpackRequest): Promise<UnpackResult> {
+    if (req.parent !== undefined && !(await this.get(req.parent)))
+      throw new UnionfsError('NotFound', `parent layer ${req.parent} is not in the store`);
+    return this.#unpack(req, undefined);
+  }
+
+  /**
+   * One layer. With `parentReady` (unpackImage on overlay/aufs) the parent may still be being
+   * unpacked: this layer streams at the same time and waits for it only to fix up hardlinks into
+   * lower layers and implicit directories, and to become visible after it.
+   */
+  async #unpack(req: UnpackRequest, parentReady: Promise<unknown> | undefined): Promise<UnpackResult> {
     const digest = parseDigest(req.digest, 'layer digest');
     const compression = layerCompression(req.mediaType);
     if (compression === undefined)
-      throw new UnionfsError('Unsupported', `layer ${digest}: media type ${req.mediaType} is not a layer this store unpacks`);
-    const parent = req.parent === undefined ? undefined : await this.get(req.parent);
-    if (req.parent !== undefined && parent === undefined)
-      throw new UnionfsError('NotFound', `parent layer ${req.parent} is not in the store`);
+      throw new UnionfsError(
+        'Unsupported',
+        `layer ${digest}: media type ${req.mediaType} is not a layer this store unpacks`,
+      );
+    const parent = req.parent;
     const global = await lockFile(join(this.dir, 'lock'), 'shared', req.signal);
     let chainLock: FileHandle | undefined;
     let tmp: string | undefined;
@@ -318,39 +330,50 @@ export class LayerStore {
     try {
       if (req.diffID !== undefined) {
         const d = parseDigest(req.diffID, 'diffID');
-        const c: ChainID = parent ? digestOf(`${parent.chainID} ${d}`) : d;
+        const c: ChainID = parent ? digestOf(`${parent} ${d}`) : d;
         const hit = await existing(c);
         if (hit) return hit;
         chainLock = await lockFile(join(this.dir, 'locks', `${hexOf(c)}.lock`), 'exclusive', req.signal);
         const hit2 = await existing(c);
         if (hit2) return hit2;
       }
-      tmp = join(this.dir, 'tmp', `${Date.now().toString(36)}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+      tmp = join(
+        this.dir,
+        'tmp',
+        `${Date.now().toString(36)}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
+      );
       mkdirSync(tmp, { mode: 0o700 });
       tmpLock = openat(-100, tmp, O.RDONLY | O.DIRECTORY);
       flock(tmpLock, 'exclusive', false);
       const diff = join(tmp, 'diff');
-      const ancestry = parent ? await this.#ancestry(parent.chainID) : [];
       const applied = this.driver === 'copy' || this.driver === 'btrfs';
+      if (applied && parentReady) await parentReady;
       if (this.driver === 'btrfs') {
-        if (parent) btrfsSnapshot(this.diffDir(parent.chainID), diff);
+        if (parent) btrfsSnapshot(this.diffDir(parent), diff);
         else btrfsSubvolCreate(diff);
       } else if (this.driver === 'copy') {
-        if (parent) copyTree(this.diffDir(parent.chainID), diff);
+        if (parent) copyTree(this.diffDir(parent), diff);
         else mkdirSync(diff, { mode: 0o755 });
       }
+      const lowers = async () => {
+        if (parentReady) await parentReady;
+        return parent ? (await this.#ancestry(parent)).map((c) => this.diffDir(c)) : [];
+      };
       const res = await unpackLayer(diff, req.blob, {
         compression,
         whiteouts: this.#whiteouts(),
         digest,
         ...(req.size !== undefined ? { size: req.size } : {}),
         ...(req.diffID !== undefined ? { diffID: req.diffID } : {}),
-        ...(applied ? { existing: true } : { lowers: ancestry.map((c) => this.diffDir(c)) }),
+        ...(applied ? { existing: true } : { lowers: parentReady ? lowers : await lowers() }),
         rootless: this.rootless,
         ...(req.signal ? { signal: req.signal } : {}),
         ...(req.onProgress ? { onProgress: req.onProgress } : {}),
       });
-      const chain = parent ? digestOf(`${parent.chainID} ${res.diffID}`) : res.diffID;
+      if (parentReady) await parentReady;
+      const parentInfo = parent ? await this.get(parent) : undefined;
+      if (parent && !parentInfo) throw new UnionfsError('NotFound', `parent layer ${parent} is not in the store`);
+      const chain = parent ? digestOf(`${parent} ${res.diffID}`) : res.diffID;
       if (!chainLock) {
         chainLock = await lockFile(join(this.dir, 'locks', `${hexOf(chain)}.lock`), 'exclusive', req.signal);
         const hit = await existing(chain);
@@ -359,8 +382,8 @@ export class LayerStore {
       const info: LayerInfo = {
         chainID: chain,
         diffID: res.diffID,
-        parent: parent?.chainID ?? null,
-        depth: (parent?.depth ?? 0) + 1,
+        parent: parent ?? null,
+        depth: (parentInfo?.depth ?? 0) + 1,
         digest: res.digest,
         mediaType: req.mediaType,
         size: res.size,
@@ -376,7 +399,9 @@ export class LayerStore {
       return { ...info, unpacked: true };
     } catch (e) {
       if (isUnionfsError(e) || (e as Error)?.name === 'AbortError') throw e;
-      throw new UnionfsError('System', `unpack layer ${digest}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+      throw new UnionfsError('System', `unpack layer ${digest}: ${(e as Error)?.message ?? String(e)}`, {
+        cause: e,
+      });
     } finally {
       if (tmp !== undefined) await this.#removeTree(tmp);
       if (tmpLock !== undefined) closeSync(tmpLock);
@@ -388,12 +413,16 @@ export class LayerStore {
   /**
    * Unpacks every layer of an image from a content store (manifest layers and config diffIDs,
    * base first) and references the top chain for `owner` (e.g. `image:<config digest>`).
+   * With overlay (and aufs) up to `parallel` layers (default 3) stream at once: decompression
+   * runs on libuv's threads while the main thread writes; each layer becomes visible only after
+   * the one below it.
    */
   async unpackImage(req: {
     content: ContentStore;
     layers: readonly Descriptor[];
     diffIDs: readonly Digest[];
     owner?: string;
+    parallel?: number;
     signal?: AbortSignal;
     onProgress?: (layer: number, bytes: number) => void;
   }): Promise<UnpackResult[]> {
@@ -402,24 +431,48 @@ export class LayerStore {
         'DigestMismatch',
         `the manifest lists ${req.layers.length} layers, the config ${req.diffIDs.length} diffIDs`,
       );
-    const out: UnpackResult[] = [];
-    let parent: ChainID | undefined;
+    const chains = chainIDs(req.diffIDs.map((d, i) => parseDigest(d, `diffIDs[${i}]`)));
+    const width = this.driver === 'overlay' || this.driver === 'aufs' ? Math.max(1, req.parallel ?? 3) : 1;
+    const results: Promise<UnpackResult>[] = [];
+    let running = 0;
+    const slots: (() => void)[] = [];
+    const slot = async () => {
+      if (running >= width) await new Promise<void>((r) => slots.push(r));
+      running++;
+    };
+    const free = () => {
+      running--;
+      slots.shift()?.();
+    };
+    const abort = new AbortController();
+    const signal = req.signal ? AbortSignal.any([req.signal, abort.signal]) : abort.signal;
     for (const [i, layer] of req.layers.entries()) {
-      const r: UnpackResult = await this.unpack({
-        blob: req.content.blobPath(layer.digest),
-        mediaType: layer.mediaType,
-        digest: layer.digest,
-        size: layer.size,
-        diffID: req.diffIDs[i] as Digest,
-        ...(parent ? { parent } : {}),
-        ...(req.owner !== undefined && i === req.layers.length - 1 ? { owner: req.owner } : {}),
-        ...(req.signal ? { signal: req.signal } : {}),
-        ...(req.onProgress ? { onProgress: (b: number) => req.onProgress?.(i, b) } : {}),
-      });
-      out.push(r);
-      parent = r.chainID;
+      const below = results[i - 1];
+      const parent = chains[i - 1];
+      await slot();
+      const p = this.#unpack(
+        {
+          blob: req.content.blobPath(layer.digest),
+          mediaType: layer.mediaType,
+          digest: layer.digest,
+          size: layer.size,
+          diffID: req.diffIDs[i] as Digest,
+          ...(parent ? { parent } : {}),
+          ...(req.owner !== undefined && i === req.layers.length - 1 ? { owner: req.owner } : {}),
+          signal,
+          ...(req.onProgress ? { onProgress: (b: number) => req.onProgress?.(i, b) } : {}),
+        },
+        below,
+      ).finally(free);
+      p.catch(() => abort.abort());
+      results.push(p);
     }
-    return out;
+    const settled = await Promise.allSettled(results);
+    const failed = settled.find((r) => r.status === 'rejected' && (r.reason as Error)?.name !== 'AbortError');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    const aborted = settled.find((r) => r.status === 'rejected');
+    if (aborted) throw (aborted as PromiseRejectedResult).reason;
+    return settled.map((r) => (r as PromiseFulfilledResult<UnpackResult>).value);
   }
 
   #ownerDir(owner: string): string {

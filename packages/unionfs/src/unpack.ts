@@ -82,8 +82,10 @@ export interface UnpackLayerOptions {
    * For the overlay formats: the directories of the layers below, topmost first. A hardlink whose
    * target is in a lower layer copies that target up first; a directory created only because an
    * entry needs it takes the lower directory's owner and mode, so the merged view keeps them.
+   * As a function, the layer is unpacked without them (in parallel with the layers below) and the
+   * function is awaited at the end (when the layers below are complete) to fix those cases up.
    */
-  lowers?: readonly string[];
+  lowers?: readonly string[] | (() => Promise<readonly string[]>);
   /** Skip what needs privilege (chown, device nodes, trusted.* xattrs) and report it. Default: not uid 0. */
   rootless?: boolean;
   /**
@@ -185,6 +187,8 @@ export class Extractor implements TarSink {
   #format: WhiteoutFormat;
   #rootless: boolean;
   #lowers: readonly string[];
+  /** Lowers come later (`fixup`): what needed them so far. */
+  #deferred: { implicit: string[]; links: { rel: string; target: string; path: string }[] } | undefined;
   #lowerFds: (number | undefined)[] = [];
   #dirs = new Map<string, number>();
   #dirMeta: DirMeta[] = [];
@@ -195,7 +199,11 @@ export class Extractor implements TarSink {
   #file: { fd: number; e: TarEntry; rel: string; pos: number } | undefined;
   #skipPriv = { chown: false, mknod: false };
 
-  constructor(rootFd: number, opts: { whiteouts: WhiteoutFormat; rootless: boolean; lowers?: readonly string[] }) {
+  constructor(
+    rootFd: number,
+    opts: { whiteouts: WhiteoutFormat; rootless: boolean; lowers?: readonly string[]; deferLowers?: boolean },
+  ) {
+    if (opts.deferLowers) this.#deferred = { implicit: [], links: [] };
     this.#rootFd = rootFd;
     this.#format = opts.whiteouts;
     this.#rootless = opts.rootless;
@@ -320,7 +328,12 @@ export class Extractor implements TarSink {
             throw err;
           }
         };
-        if (!tryLink() && !(this.#copyUp(target) && tryLink()))
+        if (tryLink()) return;
+        if (this.#deferred) {
+          this.#deferred.links.push({ rel, target, path: e.path });
+          return;
+        }
+        if (!(this.#copyUp(target) && tryLink()))
           throw new UnionfsError('InvalidTar', `hardlink target "${e.linkpath}" is not in the layer`);
         return;
       }
@@ -421,7 +434,8 @@ export class Extractor implements TarSink {
         return fd;
       }
       if (this.#format === 'applied') this.#written.add(rel);
-      this.#implicitDirMeta(pfd, base, rel);
+      if (this.#deferred) this.#deferred.implicit.push(rel);
+      else this.#implicitDirMeta(pfd, base, rel);
       fd = openInRoot(this.#rootFd, rel, O.PATH | O.DIRECTORY);
     }
     this.#cacheDir(rel, fd);
@@ -684,6 +698,50 @@ export class Extractor implements TarSink {
     }
   }
 
+  /**
+   * With `deferLowers`: now that the layers below are complete, give implicit directories their
+   * lower owner and mode, and make the hardlinks whose targets are in lower layers.
+   */
+  fixup(lowers: readonly string[]): void {
+    const d = this.#deferred;
+    this.#deferred = undefined;
+    this.#lowers = lowers;
+    if (!d) return;
+    for (const rel of d.implicit) {
+      const [pp, base] = splitParent(rel);
+      let pfd: number;
+      try {
+        pfd = this.#parent(pp, false);
+      } catch {
+        continue;
+      }
+      this.#implicitDirMeta(pfd, base, rel);
+    }
+    for (const l of d.links) {
+      try {
+        const [pRel, base] = splitParent(l.rel);
+        const pfd = this.#parent(pRel, false);
+        try {
+          lstatSync(fdPath(pfd, base));
+          continue; // a later entry of this layer took the name
+        } catch {
+          // free: link it
+        }
+        const [tParent, tBase] = splitParent(l.target);
+        const link = () => linkat(this.#parent(tParent, false), tBase, pfd, base);
+        try {
+          link();
+        } catch (err) {
+          if (errCode(err) !== 'ENOENT' || !this.#copyUp(l.target))
+            throw new UnionfsError('InvalidTar', `hardlink target "${l.target}" is not in the layer or below`);
+          link();
+        }
+      } catch (err) {
+        throw this.#named(l.path, err);
+      }
+    }
+  }
+
   /** Applies the deferred directory modes and times (after their contents were written). */
   finish(): void {
     for (const fd of this.#dirs.values()) closeSync(fd);
@@ -770,7 +828,8 @@ export async function unpackLayer(
     const extractor = new Extractor(rootFd, {
       whiteouts: opts.whiteouts,
       rootless: opts.rootless ?? process.getuid?.() !== 0,
-      ...(opts.lowers ? { lowers: opts.lowers } : {}),
+      ...(Array.isArray(opts.lowers) ? { lowers: opts.lowers as readonly string[] } : {}),
+      deferLowers: typeof opts.lowers === 'function',
     });
     ex = extractor;
     const parser = new TarParser(extractor);
@@ -819,6 +878,7 @@ export async function unpackLayer(
     if (dec) stages.push(dec);
     stages.push(sink);
     await (pipeline as (...s: unknown[]) => Promise<void>)(...stages, ...(opts.signal ? [{ signal: opts.signal }] : []));
+    if (typeof opts.lowers === 'function') extractor.fixup(await opts.lowers());
     extractor.finish();
     ex = undefined;
     const diffID = diff.digest();

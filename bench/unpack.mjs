@@ -1,0 +1,145 @@
+// Layer unpacking: @tsc/unionfs LayerStore.unpackImage vs `umoci unpack` (and `tar -xzf` for
+// reference) on a 3-layer gzip image built from this machine's /usr trees. Interleaved rounds,
+// medians. Needs root (umoci unpacks as root; our overlay whiteouts are device nodes).
+//
+//   node bench/unpack.mjs [--runs N] [--keep]
+//
+// Each subject runs as a fresh process (like the CLI would), so Node's start-up and koffi's load
+// are in our numbers; the blobs are in the page cache for every subject alike.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
+
+const REPO = join(fileURLToPath(import.meta.url), '../..');
+const image = await import(pathToFileURL(join(REPO, 'packages/image/dist/index.js')).href);
+const UNIONFS = join(REPO, 'packages/unionfs/dist/index.js');
+
+const args = process.argv.slice(2);
+const runs = Number(args[args.indexOf('--runs') + 1] || process.env.BENCH_RUNS || 5) || 5;
+const keep = args.includes('--keep');
+if (process.getuid() !== 0) {
+  console.error('bench/unpack.mjs: run as root (umoci and overlay whiteouts need it)');
+  process.exit(2);
+}
+for (const tool of ['umoci', 'tar']) {
+  if (spawnSync(tool, ['--version'], { stdio: 'ignore' }).status !== 0) {
+    console.error(`bench/unpack.mjs: ${tool} is not installed`);
+    process.exit(2);
+  }
+}
+
+const work = mkdtempSync('/var/tmp/tsc-bench-unpack-');
+const cleanup = () => keep || rmSync(work, { recursive: true, force: true });
+process.on('SIGINT', () => {
+  cleanup();
+  process.exit(130);
+});
+
+// ---- the image: many small files plus big ones, three layers --------------------------------
+const LAYERS = [
+  ['usr/lib/python3.11', 'usr/share/perl'],
+  ['usr/lib/node_modules', 'usr/share/i18n'],
+  ['usr/lib/gcc'],
+];
+const layout = join(work, 'oci');
+const content = await image.ContentStore.open(layout);
+const layers = [];
+const diffIDs = [];
+let files = 0;
+let rawBytes = 0;
+for (const paths of LAYERS) {
+  const present = paths.filter((p) => {
+    try {
+      return statSync(join('/', p)).isDirectory();
+    } catch {
+      return false;
+    }
+  });
+  const tar = execFileSync('tar', ['--numeric-owner', '-cf', '-', '-C', '/', ...present], {
+    maxBuffer: 1 << 30,
+  });
+  files += Number(execFileSync('sh', ['-c', `tar -tf - | wc -l`], { input: tar }).toString().trim());
+  rawBytes += tar.length;
+  const blob = gzipSync(tar, { level: 6 });
+  const digest = await content.put(blob);
+  layers.push({ mediaType: image.MediaType.ociLayerGzip, digest, size: blob.length });
+  diffIDs.push(`sha256:${createHash('sha256').update(tar).digest('hex')}`);
+}
+const config = await content.putJSON(
+  { architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIDs } },
+  image.MediaType.ociConfig,
+);
+const manifest = await content.putJSON(
+  { schemaVersion: 2, mediaType: image.MediaType.ociManifest, config, layers },
+  image.MediaType.ociManifest,
+);
+await content.setRef('bench', manifest);
+const gzBytes = layers.reduce((s, l) => s + l.size, 0);
+const MB = (n) => (n / 1e6).toFixed(1);
+console.log(
+  `image: ${layers.length} layers, ${MB(gzBytes)} MB gzip (${layers.map((l) => MB(l.size)).join(' + ')}), ${MB(rawBytes)} MB tar, ${files} entries`,
+);
+
+// ---- subjects ---------------------------------------------------------------------------------
+const ours = (durable) => (dir) => [
+  process.execPath,
+  [
+    '--input-type=module',
+    '-e',
+    `const { LayerStore } = await import(${JSON.stringify(pathToFileURL(UNIONFS).href)});
+     const { ContentStore } = await import(${JSON.stringify(pathToFileURL(join(REPO, 'packages/image/dist/index.js')).href)});
+     const content = await ContentStore.open(${JSON.stringify(layout)}, { create: false });
+     const store = await LayerStore.open({ root: ${JSON.stringify(dir)}, driver: 'overlay', durable: ${durable} });
+     await store.unpackImage({ content, layers: ${JSON.stringify(layers)}, diffIDs: ${JSON.stringify(diffIDs)}, owner: 'image:bench' });`,
+  ],
+];
+const subjects = [
+  { name: 'unionfs (overlay)', cmd: ours(false) },
+  { name: 'unionfs + syncfs', cmd: ours(true) },
+  { name: 'umoci unpack', cmd: (dir) => ['umoci', ['unpack', '--image', `${layout}:bench`, join(dir, 'bundle')]] },
+  {
+    name: 'tar -xzf x3',
+    cmd: (dir) => [
+      'sh',
+      ['-c', `mkdir -p ${dir}/r && ${layers.map((l) => `tar -xzf ${content.blobPath(l.digest)} -C ${dir}/r`).join(' && ')}`],
+    ],
+  },
+];
+
+function once(s) {
+  const dir = mkdtempSync(join(work, 'run-'));
+  const [file, argv] = s.cmd(dir);
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(file, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.status !== 0) {
+    console.error(`${s.name} failed (${r.status}):\n${r.stderr}`);
+    process.exit(1);
+  }
+  execFileSync('rm', ['-rf', dir]);
+  return ms;
+}
+
+const median = (a) => {
+  const s = [...a].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+for (const s of subjects) once(s); // smoke + warm-up
+const samples = new Map(subjects.map((s) => [s.name, []]));
+for (let i = 0; i < runs; i++) for (const s of subjects) samples.get(s.name).push(once(s));
+
+const umoci = median(samples.get('umoci unpack'));
+console.log(`\n${runs} interleaved rounds, wall time per image unpack (ms):`);
+console.log('subject              median     min     max   vs umoci');
+for (const s of subjects) {
+  const v = samples.get(s.name);
+  console.log(
+    `${s.name.padEnd(20)} ${median(v).toFixed(0).padStart(6)} ${Math.min(...v).toFixed(0).padStart(7)} ${Math.max(...v).toFixed(0).padStart(7)}   ${(median(v) / umoci).toFixed(2)}x`,
+  );
+}
+console.log(`\nkernel ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}, node ${process.version}`);
+cleanup();
