@@ -107,6 +107,14 @@ const TLS_FALLBACK_CODES = new Set([
   'ERR_SSL_PACKET_LENGTH_TOO_LONG',
 ]);
 
+/** TLS verification failures: retrying cannot help. */
+function isCertificateError(e: unknown): boolean {
+  const code = networkCode(e) ?? '';
+  return /^(ERR_TLS_|UNABLE_TO_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH)/.test(
+    code,
+  );
+}
+
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     if (signal?.aborted) {
@@ -472,7 +480,7 @@ export class RegistryClient {
       try {
         res = await attempt();
       } catch (e) {
-        if (signal?.aborted || i >= max || fatal(e) || isRegistryError(e)) throw e;
+        if (signal?.aborted || i >= max || fatal(e) || isRegistryError(e) || isCertificateError(e)) throw e;
         const code = networkCode(e);
         if (code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR') throw e;
         await sleep(this.backoff(i), signal);

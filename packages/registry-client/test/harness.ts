@@ -53,6 +53,8 @@ export interface Registry {
 }
 
 export interface RegistryOptions {
+  /** Serve HTTPS with this certificate and key. */
+  tls?: { cert: string; key: string };
   auth?:
     | { htpasswd: string }
     | { token: { realm: string; service: string; issuer: string; certFile: string } };
@@ -74,7 +76,7 @@ export async function startRegistry(tmp: string, options: RegistryOptions = {}):
   const config = path.join(dir, 'config.yml');
   fs.writeFileSync(
     config,
-    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: tsc-test-secret\n${auth}`,
+    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: tsc-test-secret\n${options.tls ? `  tls:\n    certificate: ${options.tls.cert}\n    key: ${options.tls.key}\n` : ''}${auth}`,
   );
   const logFile = path.join(dir, 'log.txt');
   const out = fs.openSync(logFile, 'w');
@@ -98,6 +100,60 @@ export async function startRegistry(tmp: string, options: RegistryOptions = {}):
         child.kill('SIGTERM');
       }),
   };
+}
+
+/** A test CA and a server certificate for IP 127.0.0.1 signed by it (and a second, unrelated CA). */
+export function makeCerts(tmp: string): { ca: string; otherCa: string; cert: string; key: string } {
+  const dir = fs.mkdtempSync(path.join(tmp, 'certs-'));
+  const f = (n: string) => path.join(dir, n);
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  const run = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+  run([
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    f('ca.key'),
+    '-out',
+    f('ca.crt'),
+    '-days',
+    '2',
+    '-subj',
+    '/CN=tsc-test-ca',
+  ]);
+  run([
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    f('other.key'),
+    '-out',
+    f('other.crt'),
+    '-days',
+    '2',
+    '-subj',
+    '/CN=tsc-other-ca',
+  ]);
+  run(['req', ...ec, '-keyout', f('srv.key'), '-out', f('srv.csr'), '-subj', '/CN=127.0.0.1']);
+  fs.writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
+  run([
+    'x509',
+    '-req',
+    '-in',
+    f('srv.csr'),
+    '-CA',
+    f('ca.crt'),
+    '-CAkey',
+    f('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    f('srv.crt'),
+    '-days',
+    '2',
+    '-extfile',
+    f('ext.cnf'),
+  ]);
+  return { ca: f('ca.crt'), otherCa: f('other.crt'), cert: f('srv.crt'), key: f('srv.key') };
 }
 
 /** `htpasswd -Bbn user pass` (registry 2.8 wants bcrypt). */
