@@ -334,13 +334,16 @@ describe.skipIf(skip !== undefined)('nsinit exec', () => {
     }
   });
 
-  test('errors: unknown id, a stopped container, a missing command, -t: one line, exit 1', async () => {
+  test('errors: unknown id, a stopped container, a missing command, -d -t: one line, exit 1', async () => {
     fails(await ns(['exec', `clx${process.pid}-nosuch`, 'true']), /does not exist/);
     const c = await running();
     fails(await ns(['exec', c.id, 'nonexistent-cmd']), /exec "nonexistent-cmd": executable file not found/);
-    const t = await ns(['exec', '-t', c.id, 'true']);
-    fails(t, /not supported/);
-    fails(await ns(['exec', '--console-socket', path.join(tmp, 'sock'), c.id, 'true']), /not supported/);
+    const t = await ns(['exec', '-d', '-t', c.id, 'true']);
+    fails(t, /cannot allocate a tty if nsinit will detach without setting --console-socket/);
+    fails(
+      await ns(['exec', '--console-socket', path.join(tmp, 'sock'), c.id, 'true']),
+      /cannot use a console socket .* when process.terminal is false/,
+    );
     expect(cgroupPids(c.id)).toEqual([c.pid]);
     ok(await ns(['kill', c.id, 'KILL']));
     await waitFor('the init to die', () => !alive(c.pid));
