@@ -54,6 +54,11 @@ export function addImageRunFlags(cmd: Command): Command {
     )
     .option('--dns <ip>', 'with --image: a nameserver for resolv.conf', collect)
     .option('--add-host <host:ip>', 'with --image: an /etc/hosts entry', collect)
+    .option('--bridge <name>', 'with --image: the bridge of the bridge network (default nsinit0)')
+    .option(
+      '--subnet <cidr>',
+      'with --image: its IPv4 subnet, used when the bridge is first made (default 172.29.0.0/16)',
+    )
     .option('--hostname <name>', 'with --image: the container host name (default: its id)')
     .option('--read-only', "with --image: mount the container's root filesystem read-only")
     .option('-t, --tty', 'with --image: give the process a terminal')
@@ -65,7 +70,13 @@ function selfCommand(args: readonly string[]): string[] {
   return [process.execPath, ...process.execArgv, process.argv[1] as string, ...args];
 }
 
-type RunFlags = ImageRunFlags & { detach?: boolean; pidFile?: string; consoleSocket?: string };
+type RunFlags = ImageRunFlags & {
+  detach?: boolean;
+  pidFile?: string;
+  consoleSocket?: string;
+  bridge?: string;
+  subnet?: string;
+};
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const;
 
@@ -87,6 +98,8 @@ export async function runImage(ctx: Context, f: RunFlags, cmdArgs: string[]): Pr
         id,
         pid,
         mode: req.network,
+        ...(f.bridge !== undefined ? { bridge: f.bridge } : {}),
+        ...(f.subnet !== undefined ? { subnet: f.subnet } : {}),
         publish: req.publish,
         expose: p.exposedPorts.map((e) => parseExpose(e)),
         links: req.links,
