@@ -7,7 +7,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { attachConsole, Container } from '../src/index.js';
+import { attachConsole, Container, setConsoleSize } from '../src/index.js';
 import {
   type BundleOptions,
   cgroupDirs,
@@ -171,6 +171,10 @@ describe.skipIf(notRoot)(`terminals on the real kernel${notRoot ? ` (${skipUnles
       // (Short lines: busybox line editing waits for a cursor position report before wrapping one.)
       await command('stty size; cd /proc/1/fd');
       await t.until(/31 97\r\n/);
+      // A new size on the master reaches the container (what nsinit does on SIGWINCH).
+      setConsoleSize(master as number, { height: 40, width: 120 });
+      await command('stty size');
+      await t.until(/stty size\r\n40 120\r\n/);
       await command('readlink 0; readlink 1; readlink 2');
       await t.until(/\/dev\/pts\/0\r\n\/dev\/pts\/0\r\n\/dev\/pts\/0\r\n/);
       await command('ls -l | grep -c -e ptmx -e socket; cd /');
