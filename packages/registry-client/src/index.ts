@@ -16,6 +16,7 @@ export {
   ContentStore,
   type Descriptor,
   type Digest,
+  defaultDataRoot,
   familiarName,
   formatPlatform,
   hostPlatform,
@@ -23,10 +24,14 @@ export {
   ImageError,
   isImageError,
   type Manifest,
+  openImageStore,
   type Platform,
   parsePlatform,
   parseReference,
   type Reference,
+  type ResolvedImage,
+  resolveImage,
+  withStoreLease,
 } from '@tsc/image';
 export {
   authKey,
@@ -65,4 +70,3 @@ export {
   repositoryScope,
 } from './pull.js';
 export { type PushOptions, type PushProgress, type PushResult, push } from './push.js';
-export { type ResolvedImage, resolveImage } from './resolve.js';

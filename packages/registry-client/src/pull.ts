@@ -24,6 +24,7 @@ import {
   type Reference,
   selectManifest,
   splitDigest,
+  withStoreLease,
 } from '@tsc/image';
 import { type ClientOptions, type RegistryClient, withClient } from './client.js';
 import { isRegistryError, networkCode, RegistryError, safeUrl } from './errors.js';
@@ -485,8 +486,22 @@ export async function pull(
       : typeof options.platform === 'string'
         ? parsePlatform(options.platform)
         : options.platform;
+  // The lease keeps a concurrent garbage collection from deleting blobs stored before the name is set.
+  return withClient(options, (client) =>
+    withStoreLease(store, () => pullWith(client, store, r, want, explicitPlatform, options)),
+  );
+}
+
+async function pullWith(
+  client: RegistryClient,
+  store: ContentStore,
+  r: Reference,
+  want: Platform,
+  explicitPlatform: boolean,
+  options: PullOptions,
+): Promise<PullResult> {
   const emit = options.onProgress ?? (() => {});
-  return withClient(options, async (client) => {
+  {
     const maxSize = options.maxManifestSize ?? MAX_MANIFEST_SIZE;
     const top = await fetchManifest(client, r, r.digest ?? r.tag ?? 'latest', {
       signal: options.signal,
@@ -617,5 +632,5 @@ export async function pull(
       presentBlobs,
       updated: previous?.digest !== manifestDescriptor.digest || downloadedBytes > 0,
     };
-  });
+  }
 }

@@ -9,6 +9,7 @@ import {
   parseManifestOrIndex,
   parseReference,
   type Reference,
+  withStoreLease,
 } from '@tsc/image';
 import type { RegistryClient, RegistryResponse } from './client.js';
 import { withClient } from './client.js';
@@ -336,46 +337,55 @@ export async function push(
     throw new ImageError('DigestMismatch', `cannot push ${source} as ${r}: it has digest ${desc.digest}`);
   const target = r.tag ?? desc.digest;
   const { annotations: _a, platform: _p, ...plain } = desc;
-  return withClient(options, async (client) => {
-    const sources =
-      options.mount === false ? new Map<string, string>() : await mountSources(store, r.domain, r.path);
-    const p = new Pusher(client, store, r, options, sources);
-    try {
-      if (isIndexMediaType(desc.mediaType)) {
-        const parsed = parseManifestOrIndex(
-          await store.read(desc.digest),
-          desc.mediaType,
-          `index ${desc.digest}`,
-        );
-        if (parsed.kind !== 'index')
-          throw new ImageError('InvalidDocument', `${desc.digest} is not an index`);
-        for (const child of parsed.index.manifests) {
-          if (!(await store.has(child.digest)))
-            throw new ImageError(
-              'NotFound',
-              `cannot push ${source}: its index lists ${child.digest} (${child.platform ? `${child.platform.os}/${child.platform.architecture}` : 'no platform'}), which is not in the store`,
-            );
-          if (isIndexMediaType(child.mediaType))
-            throw new RegistryError('Unsupported', `cannot push ${source}: nested indexes are not supported`);
-          await p.image(child, child.digest);
+  return withClient(options, (client) =>
+    withStoreLease(store, async () => {
+      const sources =
+        options.mount === false ? new Map<string, string>() : await mountSources(store, r.domain, r.path);
+      const p = new Pusher(client, store, r, options, sources);
+      try {
+        if (isIndexMediaType(desc.mediaType)) {
+          const parsed = parseManifestOrIndex(
+            await store.read(desc.digest),
+            desc.mediaType,
+            `index ${desc.digest}`,
+          );
+          if (parsed.kind !== 'index')
+            throw new ImageError('InvalidDocument', `${desc.digest} is not an index`);
+          for (const child of parsed.index.manifests) {
+            if (!(await store.has(child.digest)))
+              throw new ImageError(
+                'NotFound',
+                `cannot push ${source}: its index lists ${child.digest} (${child.platform ? `${child.platform.os}/${child.platform.architecture}` : 'no platform'}), which is not in the store`,
+              );
+            if (isIndexMediaType(child.mediaType))
+              throw new RegistryError(
+                'Unsupported',
+                `cannot push ${source}: nested indexes are not supported`,
+              );
+            await p.image(child, child.digest);
+          }
+          await p.manifest(plain, target);
+        } else if (isManifestMediaType(desc.mediaType)) {
+          await p.image(plain, target);
+        } else {
+          throw new RegistryError(
+            'Unsupported',
+            `cannot push ${source}: ${desc.mediaType} is not an image manifest or index`,
+          );
         }
-        await p.manifest(plain, target);
-      } else if (isManifestMediaType(desc.mediaType)) {
-        await p.image(plain, target);
-      } else {
-        throw new RegistryError(
-          'Unsupported',
-          `cannot push ${source}: ${desc.mediaType} is not an image manifest or index`,
-        );
+      } catch (e) {
+        if (isRegistryError(e) && e.code === 'Denied' && !e.message.includes('push'))
+          throw new RegistryError(
+            'Denied',
+            `${e.message} (does the account have push access to ${r.name}?)`,
+            {
+              status: 403,
+              errors: e.errors,
+            },
+          );
+        throw e;
       }
-    } catch (e) {
-      if (isRegistryError(e) && e.code === 'Denied' && !e.message.includes('push'))
-        throw new RegistryError('Denied', `${e.message} (does the account have push access to ${r.name}?)`, {
-          status: 403,
-          errors: e.errors,
-        });
-      throw e;
-    }
-    return { reference: r, descriptor: plain, ...p.counts };
-  });
+      return { reference: r, descriptor: plain, ...p.counts };
+    }),
+  );
 }

@@ -12,6 +12,7 @@ import {
   isRegistryError,
   listTags,
   type PullProgress,
+  parsePlatform,
   pull,
   push,
   RegistryClient,
@@ -84,10 +85,9 @@ describe.skipIf(skip !== undefined)('registry (anonymous)', () => {
     const img2 = await resolveImage(store, name);
     expect(img2.manifestDescriptor.digest).toBe(img.manifest.digest);
     expect(img2.config.config?.Cmd).toEqual(['/bin/sh']);
-    await expect(resolveImage(store, name, 'linux/arm64')).rejects.toThrow(
-      /is an image for linux\/amd64, not linux\/arm64/,
+    await expect(resolveImage(store, `${reg.host}/nope`)).rejects.toThrow(
+      /not found in .*pull it with nsinit pull/,
     );
-    await expect(resolveImage(store, `${reg.host}/nope`)).rejects.toThrow(/is not in .* \(pull it first\)/);
     // Pushing it again: every blob is already there.
     const p2 = await push(src, name, FAST);
     expect(p2.existing).toBe(4);
@@ -155,12 +155,14 @@ describe.skipIf(skip !== undefined)('registry (anonymous)', () => {
     const b = await pull(s2, name, { ...FAST, platform: 'linux/arm64' });
     expect(b.manifestDescriptor.digest).toBe(arm.manifest.digest);
     expect(b.config.architecture).toBe('arm64');
-    expect((await resolveImage(s2, name, 'linux/arm64')).manifestDescriptor.digest).toBe(arm.manifest.digest);
+    expect((await resolveImage(s2, name, parsePlatform('linux/arm64'))).manifestDescriptor.digest).toBe(
+      arm.manifest.digest,
+    );
     await expect(pull(await stores(), name, { ...FAST, platform: 'linux/s390x' })).rejects.toThrow(
       /no manifest for linux\/s390x \(it has linux\/amd64, linux\/arm64\/v8\)/,
     );
     // resolveImage also reads an index recorded by another tool.
-    expect((await resolveImage(src, name, 'linux/arm64')).manifestDescriptor.digest).toBe(
+    expect((await resolveImage(src, name, parsePlatform('linux/arm64'))).manifestDescriptor.digest).toBe(
       arm.manifest.digest,
     );
 
