@@ -86,7 +86,12 @@ async function startRegistry() {
   registry = spawn('/usr/bin/docker-registry', ['serve', join(dir, 'config.yml')], { stdio: 'ignore' });
   for (let i = 0; i < 200; i++) {
     const up = await new Promise((r) => {
-      http.get(`http://127.0.0.1:${port}/v2/`, (res) => (res.resume(), r(true))).on('error', () => r(false));
+      http
+        .get(`http://127.0.0.1:${port}/v2/`, (res) => {
+          res.resume();
+          r(true);
+        })
+        .on('error', () => r(false));
     });
     if (up) return `127.0.0.1:${port}`;
     await new Promise((r) => setTimeout(r, 50));
@@ -183,12 +188,12 @@ try {
 }
 process.stderr.write('\n');
 
-const median = (/** @type {number[]} */ a) => {
+/** @param {number[]} a */
+const median = (a) => {
   const s = [...a].sort((x, y) => x - y);
   const m = s.length >> 1;
-  return s.length % 2
-    ? /** @type {number} */ (s[m])
-    : /** @type {number} */ ((s[m - 1]) + /** @type {number} */ (s[m])) / 2;
+  const hi = s[m] ?? 0;
+  return s.length % 2 ? hi : ((s[m - 1] ?? 0) + hi) / 2;
 };
 const med = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
 const skopeoMs = /** @type {number} */ (med['skopeo copy']);

@@ -236,9 +236,8 @@ class Session {
         await res.body.dump();
         if (res.statusCode === 401) {
           this.#learnChallenge(headerMap(res.headers)['www-authenticate']);
-        } else if (res.statusCode >= 300 && res.statusCode !== 404) {
-          // 404: some servers have no /v2/ root but serve the API; anything else is odd but not fatal
         }
+        // Other statuses (a 404 from servers without a /v2/ root) are not fatal: the requests tell.
         this.#origin = `${scheme}://${this.host}`;
         return;
       } catch (e) {
@@ -498,8 +497,6 @@ export class RegistryClient {
         );
         continue;
       }
-      void operation;
-      void url;
       return res;
     }
   }
