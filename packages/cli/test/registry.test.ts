@@ -189,6 +189,27 @@ describe.skipIf(skip !== undefined)('nsinit pull/push/login', () => {
     expect(q.stdout).toBe(`${name}\n`);
   });
 
+  test.skipIf(!fs.existsSync('/usr/bin/script'))(
+    'on a terminal: live per-layer lines with a bar, bytes and speed',
+    async () => {
+      const name = `${reg.host}/app/tty:1`;
+      const img = await makeImage(src, name, 'amd64', [3_000_000]);
+      const p = await nsinit(['--data-root', path.join(tmp, 'src'), 'push', '-q', name]);
+      expect(p.code, show(p)).toBe(0);
+      const q = (x: string) => `'${x.replaceAll("'", "'\\''")}'`;
+      const cmd = [...COMMAND, 'pull', '--data-root', path.join(tmp, 'tty-root'), name].map(q).join(' ');
+      const out = execFileSync('script', ['-qec', cmd, '/dev/null'], {
+        encoding: 'utf8',
+        env: { ...process.env, TERM: 'xterm' },
+      });
+      const id = img.layers[0]!.digest.slice(7, 19);
+      expect(out).toMatch(new RegExp(`${id}: Downloading \\[[= >]{50}\\]  [0-9.]+[kM]?B/3\\.00MB`));
+      expect(out).toMatch(`${id}: Download complete`);
+      expect(out).toMatch('\x1b['); // cursor movement: the lines are redrawn in place
+      expect(out).toMatch(`Status: Downloaded newer image for ${name}`);
+    },
+  );
+
   test('--platform chooses from a multi-arch index; push mounts from the pulled repository', async () => {
     const amd = await makeImage(src, undefined, 'amd64', [1000]);
     const arm = await makeImage(src, undefined, 'arm64', [1000]);
