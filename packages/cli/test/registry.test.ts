@@ -167,7 +167,7 @@ describe.skipIf(skip !== undefined)('nsinit pull/push/login', () => {
     const r = await nsinit(['pull', '--data-root', root, name]);
     expect(r.code, show(r)).toBe(0);
     const lines = r.stdout.trim().split('\n');
-    expect(lines[0]).toBe(`v1: Pulling from ${reg.host}/app/web`);
+    expect(lines[0]).toBe(`v1: Pulling from app/web`);
     expect(r.stdout).toMatch(`${id}: Pulling fs layer\n`);
     expect(r.stdout).toMatch(`${id}: Downloading\n`);
     expect(r.stdout).toMatch(`${id}: Download complete\n`);

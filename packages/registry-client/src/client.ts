@@ -218,8 +218,6 @@ class Session {
       const url = `${scheme}://${this.host}/v2/`;
       try {
         const res = await this.#client.withRetry(
-          `ping ${this.host}`,
-          url,
           signal,
           true,
           async () => {
@@ -231,7 +229,17 @@ class Session {
             });
             return r;
           },
-          (e) => TLS_FALLBACK_CODES.has(networkCode(e) ?? '') || (networkCode(e) ?? '').startsWith('ERR_SSL'),
+          // Not retried: a TLS mismatch (falls back to HTTP below), and a refused connection or an
+          // unknown host at the first contact (no registry there: fail at once, not after backoff).
+          (e) => {
+            const code = networkCode(e) ?? '';
+            return (
+              TLS_FALLBACK_CODES.has(code) ||
+              code.startsWith('ERR_SSL') ||
+              code === 'ECONNREFUSED' ||
+              code === 'ENOTFOUND'
+            );
+          },
         );
         await res.body.dump();
         if (res.statusCode === 401) {
@@ -316,7 +324,7 @@ class Session {
     const dispatcher = url.host === this.host ? this.agent : this.#client.agentFor(url.host);
     let res: Dispatcher.ResponseData;
     try {
-      res = await this.#client.withRetry(operation, url.toString(), signal, true, () =>
+      res = await this.#client.withRetry(signal, true, () =>
         request(url, { method: 'GET', headers, dispatcher, ...(signal ? { signal } : {}) }),
       );
     } catch (e) {
@@ -466,8 +474,6 @@ export class RegistryClient {
 
   /** Runs `attempt` until it succeeds, retrying network errors and temporary statuses. @internal */
   async withRetry(
-    operation: string,
-    url: string,
     signal: AbortSignal | undefined,
     enabled: boolean,
     attempt: () => Promise<Dispatcher.ResponseData>,
@@ -535,7 +541,7 @@ export class RegistryClient {
       }
       let raw: Dispatcher.ResponseData;
       try {
-        raw = await this.withRetry(req.operation, url, req.signal, req.retry !== false, () =>
+        raw = await this.withRetry(req.signal, req.retry !== false, () =>
           request(url, {
             method: req.method,
             headers,

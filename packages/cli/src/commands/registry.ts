@@ -192,9 +192,7 @@ export function register(program: Command): void {
     const client = new RegistryClient(clientOptions(f));
     try {
       const store = await ContentStore.open(join(f.dataRoot ?? ctx.dataRoot, 'content'));
-      display.print(
-        `${r.digest && !r.tag ? r.digest : r.tag}: Pulling from ${familiarName({ ...r, tag: undefined, digest: undefined })}`,
-      );
+      display.print(`${r.digest && !r.tag ? r.digest : r.tag}: Pulling from ${r.path}`);
       const res = await pull(store, r, {
         client,
         signal: stop.signal,
@@ -252,9 +250,7 @@ export function register(program: Command): void {
     const client = new RegistryClient(clientOptions(f));
     try {
       const store = await ContentStore.open(join(f.dataRoot ?? ctx.dataRoot, 'content'), { create: false });
-      display.print(
-        `The push refers to repository [${familiarName({ ...r, tag: undefined, digest: undefined })}]`,
-      );
+      display.print(`The push refers to repository [${r.name}]`);
       const res = await push(store, r, {
         client,
         signal: stop.signal,
