@@ -7,11 +7,11 @@
 // Each subject runs as a fresh process (like the CLI would), so Node's start-up and koffi's load
 // are in our numbers; the blobs are in the page cache for every subject alike.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { createHash } from 'node:crypto';
 
 const REPO = join(fileURLToPath(import.meta.url), '../..');
 const image = await import(pathToFileURL(join(REPO, 'packages/image/dist/index.js')).href);
@@ -99,12 +99,18 @@ const ours = (durable) => (dir) => [
 const subjects = [
   { name: 'unionfs (overlay)', cmd: ours(false) },
   { name: 'unionfs + syncfs', cmd: ours(true) },
-  { name: 'umoci unpack', cmd: (dir) => ['umoci', ['unpack', '--image', `${layout}:bench`, join(dir, 'bundle')]] },
+  {
+    name: 'umoci unpack',
+    cmd: (dir) => ['umoci', ['unpack', '--image', `${layout}:bench`, join(dir, 'bundle')]],
+  },
   {
     name: 'tar -xzf x3',
     cmd: (dir) => [
       'sh',
-      ['-c', `mkdir -p ${dir}/r && ${layers.map((l) => `tar -xzf ${content.blobPath(l.digest)} -C ${dir}/r`).join(' && ')}`],
+      [
+        '-c',
+        `mkdir -p ${dir}/r && ${layers.map((l) => `tar -xzf ${content.blobPath(l.digest)} -C ${dir}/r`).join(' && ')}`,
+      ],
     ],
   },
 ];
@@ -138,7 +144,11 @@ console.log('subject              median     min     max   vs umoci');
 for (const s of subjects) {
   const v = samples.get(s.name);
   console.log(
-    `${s.name.padEnd(20)} ${median(v).toFixed(0).padStart(6)} ${Math.min(...v).toFixed(0).padStart(7)} ${Math.max(...v).toFixed(0).padStart(7)}   ${(median(v) / umoci).toFixed(2)}x`,
+    `${s.name.padEnd(20)} ${median(v).toFixed(0).padStart(6)} ${Math.min(...v)
+      .toFixed(0)
+      .padStart(7)} ${Math.max(...v)
+      .toFixed(0)
+      .padStart(7)}   ${(median(v) / umoci).toFixed(2)}x`,
   );
 }
 console.log(`\nkernel ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}, node ${process.version}`);

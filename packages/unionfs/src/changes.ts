@@ -3,7 +3,15 @@
  * `.wh.NAME`, opaque directories as `.wh..wh..opq`, PAX headers for long names and xattrs),
  * deterministic (sorted, parents first, same bytes for the same tree).
  */
-import { type BigIntStats, closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync } from 'node:fs';
+import {
+  type BigIntStats,
+  closeSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  readSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { lgetxattr, lgetxattrs, major, minor } from './sys.js';
 import { type EntryType, TAR_END, tarHeader, tarPadding } from './tar.js';
@@ -100,7 +108,11 @@ export function overlayItems(upper: string, lowers: readonly string[]): Item[] {
       const upperNames = new Set(readdirSync(node.abs));
       for (const name of lowerNames(lowers, rel).sort(byteOrder))
         if (!upperNames.has(name))
-          items.push({ change: { kind: 'D', path: `${path}/${name}` }, rel: `${rel}/${name}`, covered: true });
+          items.push({
+            change: { kind: 'D', path: `${path}/${name}` },
+            rel: `${rel}/${name}`,
+            covered: true,
+          });
     }
   }
   return sortItems(items);

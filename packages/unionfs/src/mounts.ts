@@ -3,9 +3,9 @@
  * overlay through classic mount(2) for kernels without `lowerdir+` (before 6.8), aufs, bind mounts,
  * and the btrfs subvolume ioctls.
  */
-import { closeSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { AT, call, MS } from '@tsc/syscall';
+import { AT, call, closeFd, MS } from '@tsc/syscall';
 import { UnionfsError } from './errors.js';
 import { errCode, O, openat } from './sys.js';
 
@@ -79,9 +79,13 @@ function mountOverlayFsconfig(m: OverlayMount): void {
         lowerdirPlus = false;
         throw new UnionfsError('Unsupported', 'overlay: this kernel has no "lowerdir+" option', { cause: e });
       }
-      throw new UnionfsError('System', `mount overlay on ${m.target}: ${(e as Error).message}${fsErrorLog(fsfd)}`, {
-        cause: e,
-      });
+      throw new UnionfsError(
+        'System',
+        `mount overlay on ${m.target}: ${(e as Error).message}${fsErrorLog(fsfd)}`,
+        {
+          cause: e,
+        },
+      );
     }
   };
   try {
@@ -95,9 +99,13 @@ function mountOverlayFsconfig(m: OverlayMount): void {
     try {
       call('fsconfig', [fsfd, FSCONFIG.CMD_CREATE, null, null, 0], { op: 'create overlay' });
     } catch (e) {
-      throw new UnionfsError('System', `mount overlay on ${m.target}: ${(e as Error).message}${fsErrorLog(fsfd)}`, {
-        cause: e,
-      });
+      throw new UnionfsError(
+        'System',
+        `mount overlay on ${m.target}: ${(e as Error).message}${fsErrorLog(fsfd)}`,
+        {
+          cause: e,
+        },
+      );
     }
     const mfd = call('fsmount', [fsfd, FSMOUNT_CLOEXEC, m.readonly ? MOUNT_ATTR_RDONLY : 0], {
       op: `fsmount overlay for ${m.target}`,
@@ -107,10 +115,10 @@ function mountOverlayFsconfig(m: OverlayMount): void {
         op: `move overlay mount to ${m.target}`,
       });
     } finally {
-      closeSync(mfd);
+      closeFd(mfd);
     }
   } finally {
-    closeSync(fsfd);
+    closeFd(fsfd);
   }
 }
 
@@ -125,7 +133,7 @@ function mountOverlayClassic(m: OverlayMount, scratch: string): void {
   mkdirSync(scratch, { recursive: true, mode: 0o700 });
   const cwd = process.cwd();
   try {
-    m.lowers.forEach((l, i) => symlinkSync(l, join(scratch, i.toString(36))));
+    for (const [i, l] of m.lowers.entries()) symlinkSync(l, join(scratch, i.toString(36)));
     const opts = [
       `lowerdir=${m.lowers.map((_, i) => i.toString(36)).join(':')}`,
       `upperdir=${m.upper}`,
@@ -193,7 +201,7 @@ export function hasLowerdirPlus(): boolean {
   } catch {
     lowerdirPlus = false;
   } finally {
-    closeSync(fsfd);
+    closeFd(fsfd);
   }
   return lowerdirPlus;
 }
@@ -202,7 +210,12 @@ export function hasLowerdirPlus(): boolean {
  * aufs: `br:UPPER=rw:L1=ro+wh:…`; branches beyond what one option page holds are appended with
  * `remount,append:DIR=ro+wh`, as Docker's aufs driver did.
  */
-export function mountAufs(m: { lowers: readonly string[]; upper: string; target: string; readonly?: boolean }): void {
+export function mountAufs(m: {
+  lowers: readonly string[];
+  upper: string;
+  target: string;
+  readonly?: boolean;
+}): void {
   let data = `br:${m.upper}=rw`;
   let i = 0;
   for (; i < m.lowers.length; i++) {
@@ -217,14 +230,17 @@ export function mountAufs(m: { lowers: readonly string[]; upper: string; target:
     call('mount', ['none', m.target, 'aufs', MS.REMOUNT, `append:${m.lowers[i]}=ro+wh`], {
       op: `append aufs branch ${m.lowers[i]}`,
     });
-  if (m.readonly) call('mount', ['none', m.target, null, MS.REMOUNT | MS.RDONLY, null], { op: `remount ${m.target} ro` });
+  if (m.readonly)
+    call('mount', ['none', m.target, null, MS.REMOUNT | MS.RDONLY, null], { op: `remount ${m.target} ro` });
 }
 
 /** A read-only (or plain) bind mount of `dir` onto itself, so it is a mount point like the others. */
 export function bindSelf(dir: string, readonly: boolean): void {
   call('mount', [dir, dir, null, MS.BIND, null], { op: `bind mount ${dir}` });
   if (readonly)
-    call('mount', ['none', dir, null, MS.BIND | MS.REMOUNT | MS.RDONLY, null], { op: `remount ${dir} read-only` });
+    call('mount', ['none', dir, null, MS.BIND | MS.REMOUNT | MS.RDONLY, null], {
+      op: `remount ${dir} read-only`,
+    });
 }
 
 /** Detaches the mount at `target` (lazily: open files keep it alive). False when nothing was mounted. */
@@ -276,7 +292,8 @@ export function isBtrfs(statfsType: number): boolean {
 function volArgs(fd: number, name: string): Buffer {
   const b = Buffer.alloc(VOL_ARGS_SIZE);
   b.writeBigInt64LE(BigInt(fd), 0);
-  if (Buffer.byteLength(name) >= VOL_ARGS_SIZE - 8) throw new UnionfsError('System', `btrfs: name too long: ${name}`);
+  if (Buffer.byteLength(name) >= VOL_ARGS_SIZE - 8)
+    throw new UnionfsError('System', `btrfs: name too long: ${name}`);
   b.write(name, 8, 'utf8');
   return b;
 }
@@ -291,7 +308,7 @@ function withDir<T>(dir: string, fn: (fd: number) => T): T {
   try {
     return fn(fd);
   } finally {
-    closeSync(fd);
+    closeFd(fd);
   }
 }
 
@@ -308,7 +325,9 @@ export function btrfsSnapshot(src: string, dst: string): void {
   const [parent, name] = splitPath(dst);
   withDir(src, (sfd) =>
     withDir(parent, (pfd) =>
-      call('ioctl', [pfd, BTRFS_IOC_SNAP_CREATE, volArgs(sfd, name)], { op: `btrfs snapshot ${src} as ${dst}` }),
+      call('ioctl', [pfd, BTRFS_IOC_SNAP_CREATE, volArgs(sfd, name)], {
+        op: `btrfs snapshot ${src} as ${dst}`,
+      }),
     ),
   );
 }
@@ -318,7 +337,9 @@ export function btrfsSubvolDelete(path: string): boolean {
   const [parent, name] = splitPath(path);
   try {
     withDir(parent, (pfd) =>
-      call('ioctl', [pfd, BTRFS_IOC_SNAP_DESTROY, volArgs(0, name)], { op: `btrfs subvolume delete ${path}` }),
+      call('ioctl', [pfd, BTRFS_IOC_SNAP_DESTROY, volArgs(0, name)], {
+        op: `btrfs subvolume delete ${path}`,
+      }),
     );
     return true;
   } catch (e) {

@@ -15,8 +15,18 @@
  *     containers/<id>/       container.json, upper/, work/ (overlay), rootfs/ (the mount point)
  *     empty/                 the lower layer of an image without layers
  */
-import { constants as FS, closeSync, mkdirSync, readFileSync, statfsSync } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { constants as FS, mkdirSync, readFileSync, statfsSync } from 'node:fs';
+import {
+  type FileHandle,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -32,7 +42,7 @@ import {
   parseDigest,
   splitDigest,
 } from '@tsc/image';
-import { flock, isSysError } from '@tsc/syscall';
+import { closeFd, flock, isSysError } from '@tsc/syscall';
 import { type Change, changesOf, layerTar, overlayItems, treeItems } from './changes.js';
 import { isUnionfsError, UnionfsError } from './errors.js';
 import {
@@ -48,7 +58,8 @@ import {
 } from './mounts.js';
 import { errCode, O, openat, syncfs } from './sys.js';
 import { copyTree } from './tree.js';
-import { unpackLayer, type WhiteoutFormat } from './unpack.js';
+import { type UnpackLayerOptions, unpackLayer, type WhiteoutFormat } from './unpack.js';
+import { unpackLayerInWorker } from './worker.js';
 
 /** A storage driver. */
 export type DriverName = 'overlay' | 'aufs' | 'btrfs' | 'copy';
@@ -167,9 +178,15 @@ export interface StoreUsage {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hexOf = (d: Digest) => splitDigest(d).hex;
+/** Blobs at least this big unpack on a worker thread in unpackImage (a worker costs ~30 ms to start). */
+const WORKER_MIN_BLOB = 4 << 20;
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
-async function lockFile(path: string, mode: 'shared' | 'exclusive', signal?: AbortSignal): Promise<FileHandle> {
+async function lockFile(
+  path: string,
+  mode: 'shared' | 'exclusive',
+  signal?: AbortSignal,
+): Promise<FileHandle> {
   const h = await open(path, FS.O_RDWR | FS.O_CREAT, 0o600);
   try {
     for (let delay = 2; ; delay = Math.min(delay * 2, 100)) {
@@ -236,7 +253,10 @@ export class LayerStore {
     if (driver === 'overlay' && !/\toverlay$/m.test(fss))
       throw new UnionfsError('Unsupported', 'driver overlay: this kernel has no overlay filesystem');
     if (driver === 'aufs' && !/\taufs$/m.test(fss))
-      throw new UnionfsError('Unsupported', 'driver aufs: this kernel has no aufs (not in /proc/filesystems)');
+      throw new UnionfsError(
+        'Unsupported',
+        'driver aufs: this kernel has no aufs (not in /proc/filesystems)',
+      );
     if (driver === 'btrfs' && !isBtrfs(Number(statfsSync(top).type)))
       throw new UnionfsError('Unsupported', `driver btrfs: ${top} is not on a btrfs filesystem`);
     const dir = join(top, driver);
@@ -307,7 +327,11 @@ export class LayerStore {
    * unpacked: this layer streams at the same time and waits for it only to fix up hardlinks into
    * lower layers and implicit directories, and to become visible after it.
    */
-  async #unpack(req: UnpackRequest, parentReady: Promise<unknown> | undefined): Promise<UnpackResult> {
+  async #unpack(
+    req: UnpackRequest,
+    parentReady: Promise<unknown> | undefined,
+    useWorker = false,
+  ): Promise<UnpackResult> {
     const digest = parseDigest(req.digest, 'layer digest');
     const compression = layerCompression(req.mediaType);
     if (compression === undefined)
@@ -359,7 +383,11 @@ export class LayerStore {
         if (parentReady) await parentReady;
         return parent ? (await this.#ancestry(parent)).map((c) => this.diffDir(c)) : [];
       };
-      const res = await unpackLayer(diff, req.blob, {
+      const unpackFn =
+        useWorker && typeof req.blob === 'string'
+          ? (d: string, b: string | Readable, o: UnpackLayerOptions) => unpackLayerInWorker(d, b as string, o)
+          : unpackLayer;
+      const res = await unpackFn(diff, req.blob, {
         compression,
         whiteouts: this.#whiteouts(),
         digest,
@@ -372,7 +400,8 @@ export class LayerStore {
       });
       if (parentReady) await parentReady;
       const parentInfo = parent ? await this.get(parent) : undefined;
-      if (parent && !parentInfo) throw new UnionfsError('NotFound', `parent layer ${parent} is not in the store`);
+      if (parent && !parentInfo)
+        throw new UnionfsError('NotFound', `parent layer ${parent} is not in the store`);
       const chain = parent ? digestOf(`${parent} ${res.diffID}`) : res.diffID;
       if (!chainLock) {
         chainLock = await lockFile(join(this.dir, 'locks', `${hexOf(chain)}.lock`), 'exclusive', req.signal);
@@ -404,7 +433,7 @@ export class LayerStore {
       });
     } finally {
       if (tmp !== undefined) await this.#removeTree(tmp);
-      if (tmpLock !== undefined) closeSync(tmpLock);
+      if (tmpLock !== undefined) closeFd(tmpLock);
       await chainLock?.close();
       await global.close();
     }
@@ -422,7 +451,13 @@ export class LayerStore {
     layers: readonly Descriptor[];
     diffIDs: readonly Digest[];
     owner?: string;
+    /** Layers streaming at once (overlay, aufs); default 3. */
     parallel?: number;
+    /**
+     * Unpack layers on worker threads (when `parallel` > 1): `auto` (default) for blobs of 4 MiB
+     * and more (a worker costs ~30 ms to start), `always`, `never`.
+     */
+    workers?: 'auto' | 'always' | 'never';
     signal?: AbortSignal;
     onProgress?: (layer: number, bytes: number) => void;
   }): Promise<UnpackResult[]> {
@@ -463,6 +498,9 @@ export class LayerStore {
           ...(req.onProgress ? { onProgress: (b: number) => req.onProgress?.(i, b) } : {}),
         },
         below,
+        width > 1 &&
+          (req.workers === 'always' ||
+            ((req.workers ?? 'auto') === 'auto' && (layer.size ?? 0) >= WORKER_MIN_BLOB)),
       ).finally(free);
       p.catch(() => abort.abort());
       results.push(p);
@@ -477,7 +515,11 @@ export class LayerStore {
 
   #ownerDir(owner: string): string {
     if (owner === '') throw new UnionfsError('NotFound', 'an owner name must not be empty');
-    return join(this.dir, 'refs', encodeURIComponent(owner).replace(/^\.+/, (m) => '%2E'.repeat(m.length)));
+    return join(
+      this.dir,
+      'refs',
+      encodeURIComponent(owner).replace(/^\.+/, (m) => '%2E'.repeat(m.length)),
+    );
   }
 
   async #addRef(owner: string, chain: ChainID): Promise<void> {
@@ -588,13 +630,13 @@ export class LayerStore {
       try {
         flock(fd, 'exclusive', false);
       } catch {
-        closeSync(fd);
+        closeFd(fd);
         continue; // a live unpack
       }
       try {
         await this.#removeTree(p);
       } finally {
-        closeSync(fd);
+        closeFd(fd);
       }
     }
   }
@@ -616,7 +658,9 @@ export class LayerStore {
 
   async #container(id: string): Promise<ContainerRecord | undefined> {
     try {
-      return JSON.parse(await readFile(join(this.#containerDir(id), 'container.json'), 'utf8')) as ContainerRecord;
+      return JSON.parse(
+        await readFile(join(this.#containerDir(id), 'container.json'), 'utf8'),
+      ) as ContainerRecord;
     } catch (e) {
       if (errCode(e) === 'ENOENT') return undefined;
       throw e;
@@ -628,7 +672,11 @@ export class LayerStore {
    * unpacked) and mounts its root filesystem. Idempotent: for an existing container it mounts it
    * again if needed (after a reboot) and returns it. The mount outlives this process.
    */
-  async prepare(id: string, diffIDs: readonly Digest[], options: PrepareOptions = {}): Promise<PreparedContainer> {
+  async prepare(
+    id: string,
+    diffIDs: readonly Digest[],
+    options: PrepareOptions = {},
+  ): Promise<PreparedContainer> {
     const dir = this.#containerDir(id);
     const chains = chainIDs(diffIDs.map((d, i) => parseDigest(d, `diffIDs[${i}]`)));
     for (const [i, c] of chains.entries())
@@ -827,7 +875,8 @@ export class LayerStore {
       const ingest = await out.ingest({ digest, size });
       if (!ingest.present) {
         try {
-          for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) await ingest.write(chunk as Buffer);
+          for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }))
+            await ingest.write(chunk as Buffer);
           await ingest.commit();
         } catch (e) {
           await ingest.abort();
@@ -836,7 +885,7 @@ export class LayerStore {
       }
       return { descriptor: { mediaType: MediaType.ociLayerGzip, digest, size }, diffID: diff.digest() };
     } finally {
-      closeSync(lockFd);
+      closeFd(lockFd);
       await rm(tmp, { recursive: true, force: true });
     }
   }

@@ -31,7 +31,11 @@ for (const d of EXTRA) if (!(d.name in table)) table[d.name] = d;
 
 type Arg = number | bigint | string | Buffer | null;
 /** `call()` for names this module registered (or the table's own), untyped by name. */
-const sys = call as unknown as (name: string, args: readonly Arg[], opts?: { op?: string; path?: string }) => number;
+const sys = call as unknown as (
+  name: string,
+  args: readonly Arg[],
+  opts?: { op?: string; path?: string },
+) => number;
 
 export { AT, O, RESOLVE };
 
@@ -179,7 +183,13 @@ export function lgetxattrs(path: string): Map<string, Buffer> {
   return out;
 }
 
-export function renameat2(olddirfd: number, oldname: string, newdirfd: number, newname: string, flags = 0): void {
+export function renameat2(
+  olddirfd: number,
+  oldname: string,
+  newdirfd: number,
+  newname: string,
+  flags = 0,
+): void {
   sys('renameat2', [olddirfd, oldname, newdirfd, newname, flags], { op: `rename ${oldname} to ${newname}` });
 }
 

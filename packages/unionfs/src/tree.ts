@@ -18,7 +18,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { AT } from '@tsc/syscall';
-import { lgetxattrs, lsetxattr, makedev, major, minor, mknodat, utimensat } from './sys.js';
+import { lgetxattrs, lsetxattr, major, makedev, minor, mknodat, utimensat } from './sys.js';
 
 function ns(v: bigint): { sec: number; nsec: number } {
   return { sec: Number(v / 1_000_000_000n), nsec: Number(v % 1_000_000_000n) };

@@ -14,7 +14,6 @@
  */
 import {
   chmodSync,
-  closeSync,
   createReadStream,
   fchmodSync,
   fchownSync,
@@ -29,31 +28,31 @@ import {
   writeSync,
 } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import { Transform, type TransformCallback, Writable, type Readable } from 'node:stream';
+import { type Readable, Transform, type TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { type Compression, type Digest, Digester, isImageError, VerifyStream } from '@tsc/image';
-import { S } from '@tsc/syscall';
+import { closeFd, S } from '@tsc/syscall';
 import { isUnionfsError, UnionfsError } from './errors.js';
 import {
   errCode,
+  fchownat,
   fdPath,
   fsetxattr,
-  fchownat,
   lgetxattrs,
   linkat,
   lsetxattr,
   makedev,
-  setxattr,
   mkdirat,
   mknodat,
   O,
   openat,
   openInRoot,
+  setxattr,
   symlinkat,
+  type Timespec,
   unlinkat,
   utimensat,
-  type Timespec,
 } from './sys.js';
 import { type TarEntry, TarParser, type TarSink } from './tar.js';
 
@@ -197,7 +196,6 @@ export class Extractor implements TarSink {
   /** Directories this layer made opaque (overlay formats). */
   #opaque = new Set<string>();
   #file: { fd: number; e: TarEntry; rel: string; pos: number } | undefined;
-  #skipPriv = { chown: false, mknod: false };
 
   constructor(
     rootFd: number,
@@ -261,7 +259,7 @@ export class Extractor implements TarSink {
     } catch (err) {
       throw this.#named(f.e.path, err);
     } finally {
-      closeSync(f.fd);
+      closeFd(f.fd);
     }
   }
 
@@ -376,7 +374,7 @@ export class Extractor implements TarSink {
   #forget(rel: string): void {
     for (const [k, fd] of this.#dirs) {
       if (k === rel || k.startsWith(`${rel}/`) || rel === '') {
-        closeSync(fd);
+        closeFd(fd);
         this.#dirs.delete(k);
       }
     }
@@ -385,12 +383,12 @@ export class Extractor implements TarSink {
   #cacheDir(rel: string, fd: number): void {
     const old = this.#dirs.get(rel);
     if (old !== undefined) {
-      closeSync(old);
+      closeFd(old);
       this.#dirs.delete(rel);
     }
     if (this.#dirs.size >= DIR_CACHE) {
       const [k, v] = this.#dirs.entries().next().value as [string, number];
-      closeSync(v);
+      closeFd(v);
       this.#dirs.delete(k);
     }
     this.#dirs.set(rel, fd);
@@ -427,7 +425,8 @@ export class Extractor implements TarSink {
         // A symlink to a place that does not exist yet: make the directory where it points, read
         // inside the layer (as securejoin's MkdirAll does). The open below is contained anyway.
         const st = lstatSync(fdPath(pfd, base));
-        if (!st.isSymbolicLink()) throw new UnionfsError('InvalidTar', `its parent "${rel}" is not a directory`);
+        if (!st.isSymbolicLink())
+          throw new UnionfsError('InvalidTar', `its parent "${rel}" is not a directory`);
         const target = inRootJoin(pp, readlinkSync(fdPath(pfd, base)));
         fd = this.#parent(target, true, depth + 1);
         this.#cacheDir(rel, openInRoot(this.#rootFd, rel, O.PATH | O.DIRECTORY));
@@ -464,7 +463,7 @@ export class Extractor implements TarSink {
         });
         return;
       } finally {
-        closeSync(fd);
+        closeFd(fd);
       }
     }
   }
@@ -533,12 +532,12 @@ export class Extractor implements TarSink {
           fchmodSync(wfd, e.mode);
           utimensat(wfd, null, e.mtime, e.mtime);
         } finally {
-          closeSync(rfd);
-          if (wfd !== undefined) closeSync(wfd);
+          closeFd(rfd);
+          if (wfd !== undefined) closeFd(wfd);
         }
         return true;
       } finally {
-        closeSync(lpfd);
+        closeFd(lpfd);
       }
     }
     return false;
@@ -557,7 +556,10 @@ export class Extractor implements TarSink {
       set();
     } catch (err) {
       const code = errCode(err);
-      if ((code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') && (this.#rootless || !name.startsWith('user.')))
+      if (
+        (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') &&
+        (this.#rootless || !name.startsWith('user.'))
+      )
         this.#skip(`xattr ${name} on ${rel}: ${code}`);
       else throw err;
     }
@@ -602,7 +604,7 @@ export class Extractor implements TarSink {
       try {
         chmodSync(fdPath(fd), e.mode); // through the O_PATH fd's magic link: the node itself
       } finally {
-        closeSync(fd);
+        closeFd(fd);
       }
     }
     for (const [k, v] of e.xattrs)
@@ -617,7 +619,7 @@ export class Extractor implements TarSink {
         case 'aufs':
           this.#create(pfd, base, parentRel ? `${parentRel}/${base}` : base, () => {
             const fd = openat(pfd, base, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, 0o444);
-            closeSync(fd);
+            closeFd(fd);
           });
           return;
         case 'overlay':
@@ -645,7 +647,7 @@ export class Extractor implements TarSink {
     switch (this.#format) {
       case 'aufs': {
         const fd = openat(pfd, base, O.WRONLY | O.CREAT | O.NOFOLLOW, 0o444);
-        closeSync(fd);
+        closeFd(fd);
         return;
       }
       case 'overlay':
@@ -689,7 +691,7 @@ export class Extractor implements TarSink {
           try {
             this.#clearExceptWritten(cfd, child);
           } finally {
-            closeSync(cfd);
+            closeFd(cfd);
           }
         }
         continue;
@@ -733,7 +735,10 @@ export class Extractor implements TarSink {
           link();
         } catch (err) {
           if (errCode(err) !== 'ENOENT' || !this.#copyUp(l.target))
-            throw new UnionfsError('InvalidTar', `hardlink target "${l.target}" is not in the layer or below`);
+            throw new UnionfsError(
+              'InvalidTar',
+              `hardlink target "${l.target}" is not in the layer or below`,
+            );
           link();
         }
       } catch (err) {
@@ -744,7 +749,7 @@ export class Extractor implements TarSink {
 
   /** Applies the deferred directory modes and times (after their contents were written). */
   finish(): void {
-    for (const fd of this.#dirs.values()) closeSync(fd);
+    for (const fd of this.#dirs.values()) closeFd(fd);
     this.#dirs.clear();
     for (const d of this.#dirMeta) {
       let fd: number;
@@ -759,10 +764,10 @@ export class Extractor implements TarSink {
           fchmodSync(rfd, d.mode);
           utimensat(rfd, null, d.atime, d.mtime);
         } finally {
-          closeSync(rfd);
+          closeFd(rfd);
         }
       } finally {
-        if (fd !== this.#rootFd) closeSync(fd);
+        if (fd !== this.#rootFd) closeFd(fd);
       }
     }
     this.#dirMeta = [];
@@ -771,12 +776,12 @@ export class Extractor implements TarSink {
 
   close(): void {
     if (this.#file) {
-      closeSync(this.#file.fd);
+      closeFd(this.#file.fd);
       this.#file = undefined;
     }
-    for (const fd of this.#dirs.values()) closeSync(fd);
+    for (const fd of this.#dirs.values()) closeFd(fd);
     this.#dirs.clear();
-    for (const fd of this.#lowerFds) if (fd !== undefined) closeSync(fd);
+    for (const fd of this.#lowerFds) if (fd !== undefined) closeFd(fd);
     this.#lowerFds = [];
   }
 
@@ -836,7 +841,10 @@ export async function unpackLayer(
     const diff = new Digester();
     const src = typeof blob === 'string' ? createReadStream(blob, { highWaterMark: 1 << 20 }) : blob;
     const verify = opts.digest
-      ? new VerifyStream(opts.digest, { ...(opts.size !== undefined ? { size: opts.size } : {}), what: `layer ${opts.digest}` })
+      ? new VerifyStream(opts.digest, {
+          ...(opts.size !== undefined ? { size: opts.size } : {}),
+          what: `layer ${opts.digest}`,
+        })
       : undefined;
     const hashing = verify ? undefined : new Hashing();
     let read = 0;
@@ -877,7 +885,10 @@ export async function unpackLayer(
     const dec = await decompressor(opts.compression);
     if (dec) stages.push(dec);
     stages.push(sink);
-    await (pipeline as (...s: unknown[]) => Promise<void>)(...stages, ...(opts.signal ? [{ signal: opts.signal }] : []));
+    await (pipeline as (...s: unknown[]) => Promise<void>)(
+      ...stages,
+      ...(opts.signal ? [{ signal: opts.signal }] : []),
+    );
     if (typeof opts.lowers === 'function') extractor.fixup(await opts.lowers());
     extractor.finish();
     ex = undefined;
@@ -898,19 +909,31 @@ export async function unpackLayer(
     };
   } catch (e) {
     ex?.close();
-    if (rootFd !== undefined) closeSync(rootFd);
+    if (rootFd !== undefined) closeFd(rootFd);
     rootFd = undefined;
     if (!opts.existing) await rm(dir, { recursive: true, force: true }).catch(() => {});
-    if (isImageError(e)) throw new UnionfsError(e.code === 'SizeMismatch' ? 'SizeMismatch' : 'DigestMismatch', e.message, { cause: e });
+    if (isImageError(e))
+      throw new UnionfsError(e.code === 'SizeMismatch' ? 'SizeMismatch' : 'DigestMismatch', e.message, {
+        cause: e,
+      });
     if (isUnionfsError(e)) throw e;
     const name = (e as Error)?.name;
     if (name === 'AbortError') throw e;
     const code = errCode(e);
-    if (code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR' || /zstd|incorrect header|unexpected end/i.test(String((e as Error)?.message)))
-      throw new UnionfsError('InvalidTar', `layer ${opts.digest ?? ''}: ${opts.compression} stream: ${(e as Error).message}`, { cause: e });
-    throw new UnionfsError('System', `unpack into ${dir}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    if (
+      code === 'Z_DATA_ERROR' ||
+      code === 'Z_BUF_ERROR' ||
+      /zstd|incorrect header|unexpected end/i.test(String((e as Error)?.message))
+    )
+      throw new UnionfsError(
+        'InvalidTar',
+        `layer ${opts.digest ?? ''}: ${opts.compression} stream: ${(e as Error).message}`,
+        { cause: e },
+      );
+    throw new UnionfsError('System', `unpack into ${dir}: ${(e as Error)?.message ?? String(e)}`, {
+      cause: e,
+    });
   } finally {
-    if (rootFd !== undefined) closeSync(rootFd);
+    if (rootFd !== undefined) closeFd(rootFd);
   }
 }
-

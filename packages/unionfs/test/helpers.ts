@@ -51,7 +51,9 @@ export function sha256(b: Buffer): `sha256:${string}` {
 let python: string | undefined;
 /** The real interpreter (a pyenv shim costs a second per start). */
 export function python3(): string {
-  python ??= execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
+  python ??= execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], {
+    encoding: 'utf8',
+  }).trim();
   return python;
 }
 
@@ -76,14 +78,18 @@ tf.close()
 }
 
 /** A comparable description of a tree: type, mode, owner, size, content hash, link target, xattrs. */
-export function describeTree(root: string, opts: { skipXattr?: (name: string) => boolean } = {}): Map<string, string> {
+export function describeTree(
+  root: string,
+  opts: { skipXattr?: (name: string) => boolean } = {},
+): Map<string, string> {
   const out = new Map<string, string>();
   const walk = (rel: string) => {
     const abs = rel ? join(root, rel) : root;
     const st = lstatSync(abs);
     let what: string;
     if (st.isDirectory()) what = 'dir';
-    else if (st.isFile()) what = `file ${st.size} ${createHash('sha256').update(readFileSync(abs)).digest('hex').slice(0, 16)}`;
+    else if (st.isFile())
+      what = `file ${st.size} ${createHash('sha256').update(readFileSync(abs)).digest('hex').slice(0, 16)}`;
     else if (st.isSymbolicLink()) what = `symlink ${readlinkSync(abs)}`;
     else if (st.isCharacterDevice()) what = `char ${st.rdev}`;
     else if (st.isBlockDevice()) what = `block ${st.rdev}`;

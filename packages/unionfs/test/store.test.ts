@@ -132,6 +132,19 @@ describe.skipIf(!isRoot)('LayerStore (overlay, real kernel)', () => {
     }
   });
 
+  it('layers unpacked on worker threads are the same', async () => {
+    const other = await LayerStore.open({ root: join(work, 'workers'), driver: 'overlay', durable: false });
+    const r = await other.unpackImage({ ...image, workers: 'always' });
+    expect(r.map((l) => l.chainID)).toEqual(chainIDs(image.diffIDs));
+    for (const l of r) {
+      const a = describeTree(other.diffDir(l.chainID));
+      const b = describeTree(store.diffDir(l.chainID));
+      a.delete('.');
+      b.delete('.');
+      expect([...a]).toEqual([...b]);
+    }
+  });
+
   it('a container sees writes, deletes and changes in diff(); exportDiff reproduces them as a layer', async () => {
     const c = await store.prepare('c1', image.diffIDs);
     expect(mountsUnder(c.rootfs)).toEqual([c.rootfs]);
@@ -142,19 +155,21 @@ describe.skipIf(!isRoot)('LayerStore (overlay, real kernel)', () => {
     mkdirSync(join(c.rootfs, 'opt/app'));
     writeFileSync(join(c.rootfs, 'opt/app/fresh'), 'f');
     mkdirSync(join(c.rootfs, 'srv/data'), { recursive: true });
-    expect(await store.diff('c1')).toEqual([
-      { kind: 'D', path: '/bin/su-link' },
-      { kind: 'C', path: '/bin' },
-      { kind: 'C', path: '/etc' },
-      { kind: 'A', path: '/etc/hostname' },
-      { kind: 'C', path: '/etc/passwd' },
-      { kind: 'C', path: '/opt' },
-      { kind: 'C', path: '/opt/app' },
-      { kind: 'A', path: '/opt/app/fresh' },
-      { kind: 'D', path: '/opt/app/new' },
-      { kind: 'A', path: '/srv' },
-      { kind: 'A', path: '/srv/data' },
-    ].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)));
+    expect(await store.diff('c1')).toEqual(
+      [
+        { kind: 'D', path: '/bin/su-link' },
+        { kind: 'C', path: '/bin' },
+        { kind: 'C', path: '/etc' },
+        { kind: 'A', path: '/etc/hostname' },
+        { kind: 'C', path: '/etc/passwd' },
+        { kind: 'C', path: '/opt' },
+        { kind: 'C', path: '/opt/app' },
+        { kind: 'A', path: '/opt/app/fresh' },
+        { kind: 'D', path: '/opt/app/new' },
+        { kind: 'A', path: '/srv' },
+        { kind: 'A', path: '/srv/data' },
+      ].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
+    );
 
     const out = await ContentStore.open(join(work, 'export'));
     const exp = await store.exportDiff('c1', out);
@@ -173,8 +188,10 @@ describe.skipIf(!isRoot)('LayerStore (overlay, real kernel)', () => {
     try {
       const a = describeTree(c.rootfs, skipOverlayXattrs);
       const b = describeTree(c2.rootfs, skipOverlayXattrs);
-      for (const [k, v] of a) if (k.startsWith('opt/app') || k === 'opt' || k === 'srv') a.set(k, v.replace(/ \d+:\d+/, ''));
-      for (const [k, v] of b) if (k.startsWith('opt/app') || k === 'opt' || k === 'srv') b.set(k, v.replace(/ \d+:\d+/, ''));
+      for (const [k, v] of a)
+        if (k.startsWith('opt/app') || k === 'opt' || k === 'srv') a.set(k, v.replace(/ \d+:\d+/, ''));
+      for (const [k, v] of b)
+        if (k.startsWith('opt/app') || k === 'opt' || k === 'srv') b.set(k, v.replace(/ \d+:\d+/, ''));
       expect([...b]).toEqual([...a]);
     } finally {
       await store.remove('c2');
@@ -191,7 +208,9 @@ const { LayerStore } = await import(${JSON.stringify(DIST)});
 const store = await LayerStore.open({ root: ${JSON.stringify(root)}, driver: 'overlay' });
 const c = await store.prepare('detached', ${JSON.stringify(image.diffIDs)}, { volatile: true });
 console.log(c.rootfs);`;
-    const rootfs = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }).trim();
+    const rootfs = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+    }).trim();
     expect(readFileSync(join(rootfs, 'etc/passwd'), 'utf8')).toMatch(/^root:/);
     expect(mountsUnder(rootfs)).toEqual([rootfs]);
     await store.remove('detached');
@@ -390,9 +409,7 @@ describe.skipIf(!canBtrfs)('LayerStore: btrfs driver on a loop-mounted btrfs', (
       expect([...describeTree(c.rootfs)]).toEqual([...describeTree(join(bundle, 'rootfs'))]);
     }
     rmSync(join(c.rootfs, 'home'), { recursive: true });
-    expect(await store.diff('b1')).toEqual([
-      { kind: 'D', path: '/home' },
-    ]);
+    expect(await store.diff('b1')).toEqual([{ kind: 'D', path: '/home' }]);
     await store.remove('b1');
     await store.release('image:three');
     expect((await store.gc()).removed).toHaveLength(3);
@@ -403,19 +420,22 @@ describe.skipIf(!canBtrfs)('LayerStore: btrfs driver on a loop-mounted btrfs', (
 const hasAufs = readFileSync('/proc/filesystems', 'utf8').includes('\taufs\n');
 describe('LayerStore: aufs driver', () => {
   // Linux 6.18 has no aufs (it was never merged upstream): this runs only where /proc/filesystems lists it.
-  it.skipIf(!hasAufs || !isRoot)('(needs aufs in /proc/filesystems) mounts the image as umoci unpacks it', async () => {
-    const image = await makeImage(join(work, 'oci-aufs'), threeLayers(), 'three');
-    const store = await LayerStore.open({ root: join(work, 'aufsroot'), driver: 'aufs', durable: false });
-    await store.unpackImage({ ...image });
-    const c = await store.prepare('a1', image.diffIDs);
-    try {
-      const bundle = join(work, 'umoci-aufs');
-      execFileSync('umoci', ['unpack', '--image', `${join(work, 'oci-aufs')}:three`, bundle]);
-      expect([...describeTree(c.rootfs)]).toEqual([...describeTree(join(bundle, 'rootfs'))]);
-    } finally {
-      await store.remove('a1');
-    }
-  });
+  it.skipIf(!hasAufs || !isRoot)(
+    '(needs aufs in /proc/filesystems) mounts the image as umoci unpacks it',
+    async () => {
+      const image = await makeImage(join(work, 'oci-aufs'), threeLayers(), 'three');
+      const store = await LayerStore.open({ root: join(work, 'aufsroot'), driver: 'aufs', durable: false });
+      await store.unpackImage({ ...image });
+      const c = await store.prepare('a1', image.diffIDs);
+      try {
+        const bundle = join(work, 'umoci-aufs');
+        execFileSync('umoci', ['unpack', '--image', `${join(work, 'oci-aufs')}:three`, bundle]);
+        expect([...describeTree(c.rootfs)]).toEqual([...describeTree(join(bundle, 'rootfs'))]);
+      } finally {
+        await store.remove('a1');
+      }
+    },
+  );
   it.skipIf(hasAufs)('is refused clearly where the kernel has no aufs', async () => {
     await expect(LayerStore.open({ root: join(work, 'aufs'), driver: 'aufs' })).rejects.toThrow(
       /driver aufs: this kernel has no aufs/,

@@ -1,4 +1,13 @@
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -17,7 +26,11 @@ async function unpackBuf(
   opts: Partial<Parameters<typeof unpackLayer>[2]> = {},
   dir = fresh(),
 ): Promise<{ dir: string; res: Awaited<ReturnType<typeof unpackLayer>> }> {
-  const res = await unpackLayer(dir, Readable.from([tar]), { compression: 'none', whiteouts: 'overlay', ...opts });
+  const res = await unpackLayer(dir, Readable.from([tar]), {
+    compression: 'none',
+    whiteouts: 'overlay',
+    ...opts,
+  });
   return { dir, res };
 }
 
@@ -59,7 +72,9 @@ add('owned', data=b'o', uid=1000, gid=1000, mode=0o640)
     expect(statSync(join(dir, 'bin/sg')).mode & 0o7777).toBe(0o2711);
     expect(statSync(join(dir, 'bin/sg')).gid).toBe(5);
     expect(statSync(join(dir, 'tmp')).mode & 0o7777).toBe(0o1777);
-    expect(lgetxattr(join(dir, 'bin/ping'), 'security.capability')?.toString('hex')).toBe('0100000280200000000000000000000000000000');
+    expect(lgetxattr(join(dir, 'bin/ping'), 'security.capability')?.toString('hex')).toBe(
+      '0100000280200000000000000000000000000000',
+    );
     expect(lgetxattr(join(dir, 'bin/ping'), 'user.note')?.toString()).toBe('héllo');
     expect(readlinkSync(join(dir, 'bin/sh'))).toBe('/bin/busybox');
     expect(statSync(join(dir, 'bin/hard')).ino).toBe(statSync(join(dir, 'bin/su')).ino);
@@ -96,7 +111,10 @@ add('gnu/big', data=b'b', uid=10000000, gid=10000001)
   });
 
   it('gzip and zstd blobs: digest verified, diffID computed, mismatches leave nothing', async () => {
-    const tar = buildTar([{ path: 'a', data: 'A'.repeat(100_000) }, { path: 'b/c', data: 'c' }]);
+    const tar = buildTar([
+      { path: 'a', data: 'A'.repeat(100_000) },
+      { path: 'b/c', data: 'c' },
+    ]);
     const gzBlob = gz(tar);
     const gzPath = writeBlob(work, 'l.tgz', gzBlob);
     const zst = await new Promise<Buffer>((resolve, reject) => {
@@ -137,10 +155,13 @@ add('gnu/big', data=b'b', uid=10000000, gid=10000001)
 
   it('refuses sparse files and truncated archives clearly', async () => {
     const tarPath = join(work, 'sparse.tar');
-    pyTar(tarPath, `add('s', data=b'x', pax={'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 's'})`);
-    await expect(unpackLayer(fresh(), tarPath, { compression: 'none', whiteouts: 'overlay' })).rejects.toThrow(
-      /"s": GNU sparse files are not supported/,
+    pyTar(
+      tarPath,
+      `add('s', data=b'x', pax={'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 's'})`,
     );
+    await expect(
+      unpackLayer(fresh(), tarPath, { compression: 'none', whiteouts: 'overlay' }),
+    ).rejects.toThrow(/"s": GNU sparse files are not supported/);
     const tar = buildTar([{ path: 'a', data: 'x'.repeat(2000) }]);
     await expect(unpackBuf(tar.subarray(0, 1024))).rejects.toThrow(/truncated tar archive/);
   });
@@ -236,7 +257,10 @@ describe.skipIf(!isRoot)('unpackLayer: nothing escapes the layer', () => {
     const dir = fresh();
     let err: unknown;
     try {
-      await unpackLayer(dir, Readable.from([buildTar(members)]), { compression: 'none', whiteouts: 'applied' });
+      await unpackLayer(dir, Readable.from([buildTar(members)]), {
+        compression: 'none',
+        whiteouts: 'applied',
+      });
     } catch (e) {
       err = e;
     }
@@ -247,7 +271,9 @@ describe.skipIf(!isRoot)('unpackLayer: nothing escapes the layer', () => {
 
   it('".." in a name is refused, naming the entry', async () => {
     const { err, dir } = await hostile([{ path: '../outside/pwned', data: 'x' }]);
-    expect(err?.message).toMatch(/layer entry "..\/outside\/pwned": its name "..\/outside\/pwned" has a ".." component/);
+    expect(err?.message).toMatch(
+      /layer entry "..\/outside\/pwned": its name "..\/outside\/pwned" has a ".." component/,
+    );
     expect(existsSync(dir)).toBe(false);
   });
 
@@ -273,7 +299,9 @@ describe.skipIf(!isRoot)('unpackLayer: nothing escapes the layer', () => {
 
   it('a hardlink to a path outside is refused', async () => {
     const a = await hostile([{ path: 'h', type: 'link', linkpath: '../outside/victim' }]);
-    expect(a.err?.message).toMatch(/layer entry "h": its hardlink target "..\/outside\/victim" has a ".." component/);
+    expect(a.err?.message).toMatch(
+      /layer entry "h": its hardlink target "..\/outside\/victim" has a ".." component/,
+    );
     const b = await hostile([{ path: 'h', type: 'link', linkpath: join(outside, 'victim') }]);
     expect(b.err?.message).toMatch(/layer entry "h": hardlink target ".*victim" is not in the layer/);
     const c = await hostile([
@@ -309,11 +337,15 @@ describe.skipIf(!isRoot)('unpackLayer: nothing escapes the layer', () => {
       whiteouts: 'applied',
       existing: true,
     });
-    await unpackLayer(dir, Readable.from([buildTar([{ path: 'lib/pwned', data: 'p' }, { path: 'lib/.wh.victim' }])]), {
-      compression: 'none',
-      whiteouts: 'applied',
-      existing: true,
-    });
+    await unpackLayer(
+      dir,
+      Readable.from([buildTar([{ path: 'lib/pwned', data: 'p' }, { path: 'lib/.wh.victim' }])]),
+      {
+        compression: 'none',
+        whiteouts: 'applied',
+        existing: true,
+      },
+    );
     expect(sentinel()).toEqual(before);
     expect(readFileSync(join(dir, outside, 'pwned'), 'utf8')).toBe('p');
   });
