@@ -61,6 +61,7 @@ export {
   getManifest,
   listTags,
   MANIFEST_ACCEPT,
+  MAX_CONFIG_SIZE,
   MAX_MANIFEST_SIZE,
   type OperationOptions,
   type PullOptions,

@@ -35,6 +35,9 @@ const WRITE_BATCH = 1 << 20;
 /** The largest manifest accepted (containerd's limit). */
 export const MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
 
+/** The largest image config accepted (it is read into memory). */
+export const MAX_CONFIG_SIZE = 8 * 1024 * 1024;
+
 /** Every manifest type we can use, most preferred first. */
 export const MANIFEST_ACCEPT = [
   MediaType.ociIndex,
@@ -532,6 +535,11 @@ async function pullWith(
     if (chosen.parsed.kind !== 'manifest')
       throw new ImageError('InvalidDocument', `${refText(r)}: not an image manifest`);
     const manifest = chosen.parsed.manifest;
+    if (manifest.config.size > MAX_CONFIG_SIZE)
+      throw new RegistryError(
+        'TooLarge',
+        `${refText(r)}: the image config is ${manifest.config.size} bytes, more than the ${MAX_CONFIG_SIZE} allowed`,
+      );
     emit({
       type: 'resolved',
       reference: refText(r),
