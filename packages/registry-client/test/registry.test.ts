@@ -326,6 +326,33 @@ describe.skipIf(skip !== undefined)('registry (anonymous)', () => {
       expect(retries).toHaveLength(1);
     });
 
+    test('a pull that fails mid-blob keeps the partial; the next pull (a new client) resumes it with Range', async () => {
+      const name = `${reg.host}/fault/later:1`;
+      const img = await makeImage(src, name, { layerSizes: [1_200_000] });
+      await push(src, name, FAST);
+      const big = img.layers[0]!;
+      proxy.seen.length = 0;
+      proxy.fault = ({ method, path: p }) =>
+        method === 'GET' && p.endsWith(`/blobs/${big.digest}`)
+          ? { kind: 'cut', afterBytes: 300_000 }
+          : undefined;
+      const store = await stores();
+      const e = await pull(store, `${proxy.host}/fault/later:1`, { retry: { attempts: 1 } }).catch(
+        (x: unknown) => x,
+      );
+      expect((e as RegistryError).code).toBe('Network');
+      expect(await store.has(big.digest)).toBe(false);
+      const partial = path.join(store.dir, 'ingest', `sha256-${big.digest.slice(7)}`);
+      const kept = fs.statSync(partial).size;
+      expect(kept).toBeGreaterThan(0);
+      expect(kept).toBeLessThanOrEqual(300_000);
+      proxy.fault = () => undefined;
+      await pull(store, `${proxy.host}/fault/later:1`, FAST);
+      expect(await store.has(big.digest)).toBe(true);
+      const gets = proxy.seen.filter((x) => x.method === 'GET' && x.path.endsWith(big.digest));
+      expect(gets.at(-1)?.range).toBe(`bytes=${kept}-`);
+    });
+
     test('a wrong blob: DigestMismatch, nothing in the store, no reference', async () => {
       const name = `${reg.host}/fault/corrupt:1`;
       const img = await makeImage(src, name, { layerSizes: [50_000] });
