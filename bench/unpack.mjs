@@ -115,18 +115,31 @@ const subjects = [
   },
 ];
 
+// CPU time (user + system, children included) through GNU time when it is installed: on a busy
+// machine it says more than wall time about the work each subject does.
+const gnuTime = spawnSync('/usr/bin/time', ['-f', '%U', 'true']).status === 0;
 function once(s) {
   const dir = mkdtempSync(join(work, 'run-'));
   const [file, argv] = s.cmd(dir);
+  const cpuFile = join(work, 'cpu');
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(file, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const r = gnuTime
+    ? spawnSync('/usr/bin/time', ['-f', '%U %S', '-o', cpuFile, file, ...argv], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      })
+    : spawnSync(file, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   if (r.status !== 0) {
     console.error(`${s.name} failed (${r.status}):\n${r.stderr}`);
     process.exit(1);
   }
+  let cpu = Number.NaN;
+  if (gnuTime) {
+    const last = readFileSync(cpuFile, 'utf8').trim().split('\n').pop() ?? '';
+    cpu = last.split(' ').reduce((a, b) => a + Number(b) * 1000, 0);
+  }
   execFileSync('rm', ['-rf', dir]);
-  return ms;
+  return { ms, cpu };
 }
 
 const median = (a) => {
@@ -135,20 +148,27 @@ const median = (a) => {
 };
 
 for (const s of subjects) once(s); // smoke + warm-up
-const samples = new Map(subjects.map((s) => [s.name, []]));
-for (let i = 0; i < runs; i++) for (const s of subjects) samples.get(s.name).push(once(s));
+const walls = new Map(subjects.map((s) => [s.name, []]));
+const cpus = new Map(subjects.map((s) => [s.name, []]));
+for (let i = 0; i < runs; i++)
+  for (const s of subjects) {
+    const { ms, cpu } = once(s);
+    walls.get(s.name).push(ms);
+    cpus.get(s.name).push(cpu);
+  }
 
-const umoci = median(samples.get('umoci unpack'));
-console.log(`\n${runs} interleaved rounds, wall time per image unpack (ms):`);
-console.log('subject              median     min     max   vs umoci');
+const umoci = median(walls.get('umoci unpack'));
+const umociCpu = median(cpus.get('umoci unpack'));
+const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+console.log(`\n${runs} interleaved rounds per image unpack, ms (load average at the end: ${load})`);
+console.log('subject              wall median     min     max  vs umoci   cpu median  vs umoci');
+const col = (v, w) => v.toFixed(0).padStart(w);
 for (const s of subjects) {
-  const v = samples.get(s.name);
+  const v = walls.get(s.name);
+  const c = median(cpus.get(s.name));
+  const ratio = (median(v) / umoci).toFixed(2);
   console.log(
-    `${s.name.padEnd(20)} ${median(v).toFixed(0).padStart(6)} ${Math.min(...v)
-      .toFixed(0)
-      .padStart(7)} ${Math.max(...v)
-      .toFixed(0)
-      .padStart(7)}   ${(median(v) / umoci).toFixed(2)}x`,
+    `${s.name.padEnd(20)} ${col(median(v), 11)} ${col(Math.min(...v), 7)} ${col(Math.max(...v), 7)}  ${ratio.padStart(7)}x ${col(c, 11)}  ${(c / umociCpu).toFixed(2).padStart(7)}x`,
   );
 }
 console.log(`\nkernel ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}, node ${process.version}`);

@@ -15,8 +15,9 @@ type FromWorker =
   | { kind: 'error'; code: UnionfsErrorCode | 'AbortError'; message: string };
 
 const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
 (async () => {
+  // import(), not require: the worker may inherit --input-type=module from its parent
+  const { parentPort, workerData } = await import('node:worker_threads');
   const { unpackLayer } = await import(workerData.module);
   const { dir, blob, opts, deferLowers } = workerData;
   try {
