@@ -146,3 +146,37 @@ export function alive(pid: number): boolean {
     return false;
   }
 }
+
+/** One file of a ustar archive (regular file or directory), for tiny layers. */
+export function ustar(
+  entries: { name: string; data?: string | Buffer; dir?: boolean; mode?: number }[],
+): Buffer {
+  const blocks: Buffer[] = [];
+  for (const e of entries) {
+    const h = Buffer.alloc(512);
+    const data = Buffer.from(e.data ?? '');
+    h.write(e.name, 0, 100);
+    h.write(`${(e.mode ?? (e.dir ? 0o755 : 0o644)).toString(8).padStart(7, '0')}\0`, 100);
+    h.write('0000000\0', 108);
+    h.write('0000000\0', 116);
+    h.write(`${(e.dir ? 0 : data.length).toString(8).padStart(11, '0')}\0`, 124);
+    h.write(
+      `${Math.floor(Date.now() / 1000)
+        .toString(8)
+        .padStart(11, '0')}\0`,
+      136,
+    );
+    h.write('        ', 148);
+    h.write(e.dir ? '5' : '0', 156);
+    h.write('ustar\x0000', 257);
+    let sum = 0;
+    for (const b of h) sum += b;
+    h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+    blocks.push(h);
+    if (!e.dir && data.length > 0) {
+      blocks.push(data, Buffer.alloc((512 - (data.length % 512)) % 512));
+    }
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}

@@ -8,9 +8,10 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { digestOf } from '@tsc/image';
 import { ContentStore, type Descriptor } from '@tsc/registry-client';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { COMMAND, STACK_LINE } from './helpers.js';
+import { COMMAND, STACK_LINE, ustar } from './helpers.js';
 
 const bin = COMMAND[COMMAND.length - 1] as string;
 const skip = !fs.existsSync('/usr/bin/docker-registry')
@@ -115,8 +116,14 @@ async function makeImage(
   sizes = [2000, 300_000],
 ) {
   const layers: Descriptor[] = [];
+  const diffIDs: string[] = [];
   for (const s of sizes) {
-    const data = gzipSync(Buffer.concat([Buffer.from(`${arch}${name}`), randomBytes(s)]));
+    // A real layer (the CLI's pull extracts it): one file of random bytes.
+    const tar = ustar([
+      { name: `blob-${arch}`, data: Buffer.concat([Buffer.from(`${arch}${name}`), randomBytes(s)]) },
+    ]);
+    diffIDs.push(digestOf(tar));
+    const data = gzipSync(tar);
     layers.push({
       mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
       digest: await store.put(data),
@@ -124,7 +131,7 @@ async function makeImage(
     });
   }
   const config = await store.putJSON(
-    { architecture: arch, os: 'linux', rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) } },
+    { architecture: arch, os: 'linux', rootfs: { type: 'layers', diff_ids: diffIDs } },
     'application/vnd.oci.image.config.v1+json',
   );
   const mt = 'application/vnd.oci.image.manifest.v1+json';
@@ -189,6 +196,63 @@ describe.skipIf(skip !== undefined)('nsinit pull/push/login', () => {
     expect(q.stdout).toBe(`${name}\n`);
   });
 
+  test('pull extracts the layers into the layer store; run --image pulls an image it does not have', async () => {
+    const name = `${reg.host}/app/extract:1`;
+    await makeImage(src, name);
+    expect((await nsinit(['--data-root', path.join(tmp, 'src'), 'push', '-q', name])).code).toBe(0);
+    const root = path.join(tmp, 'extract');
+    const r = await nsinit(['pull', '--data-root', root, name]);
+    expect(r.code, show(r)).toBe(0);
+    expect(r.stdout).toMatch(/: Extracting\n/);
+    expect(r.stdout).toMatch(/: Pull complete\n/);
+    const layerDirs = fs.readdirSync(path.join(root, 'layers'));
+    expect(layerDirs.length).toBeGreaterThan(0);
+    // run --image of an image that is not in the store: "Unable to find image", pull on stderr, then run.
+    if (process.getuid?.() !== 0 || !fs.existsSync('/bin/busybox')) return;
+    const rootfs = execFileSync('tar', ['-C', '/', '-cf', '-', 'bin/busybox'], { maxBuffer: 64 << 20 });
+    const bb = await ContentStore.open(path.join(tmp, 'bbsrc', 'content'));
+    const tar = rootfs;
+    const gz = gzipSync(tar);
+    const layer = {
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+      digest: await bb.put(gz),
+      size: gz.length,
+    };
+    const config = await bb.putJSON(
+      {
+        architecture: process.arch === 'arm64' ? 'arm64' : 'amd64',
+        os: 'linux',
+        config: { Cmd: ['/bin/busybox', 'echo', 'pulled and ran'] },
+        rootfs: { type: 'layers', diff_ids: [digestOf(tar)] },
+      },
+      'application/vnd.oci.image.config.v1+json',
+    );
+    const mt = 'application/vnd.oci.image.manifest.v1+json';
+    const bbName = `${reg.host}/app/bb:1`;
+    await bb.setRef(
+      bbName,
+      await bb.putJSON({ schemaVersion: 2, mediaType: mt, config, layers: [layer] }, mt),
+    );
+    expect((await nsinit(['--data-root', path.join(tmp, 'bbsrc'), 'push', '-q', bbName])).code).toBe(0);
+    const state = path.join(tmp, 'run-state');
+    const run = await nsinit([
+      '--root',
+      state,
+      '--data-root',
+      path.join(tmp, 'autopull'),
+      'run',
+      '--image',
+      bbName,
+      '--rm',
+      '--network',
+      'none',
+    ]);
+    expect(run.code, show(run)).toBe(0);
+    expect(run.stdout).toBe('pulled and ran\n');
+    expect(run.stderr).toMatch(`Unable to find image '${bbName}' locally`);
+    expect(run.stderr).toMatch('Pull complete');
+  });
+
   test.skipIf(!fs.existsSync('/usr/bin/script'))(
     'on a terminal: live per-layer lines with a bar, bytes and speed',
     async () => {
@@ -204,7 +268,7 @@ describe.skipIf(skip !== undefined)('nsinit pull/push/login', () => {
       });
       const id = img.layers[0]!.digest.slice(7, 19);
       expect(out).toMatch(new RegExp(`${id}: Downloading \\[[= >]{50}\\]  [0-9.]+[kM]?B/3\\.00MB`));
-      expect(out).toMatch(`${id}: Download complete`);
+      expect(out).toMatch(`${id}: Pull complete`);
       expect(out).toMatch('\x1b['); // cursor movement: the lines are redrawn in place
       expect(out).toMatch(`Status: Downloaded newer image for ${name}`);
     },

@@ -1,5 +1,12 @@
 import { spawn } from 'node:child_process';
-import { commitImage, type Digest, openImageStore, resolveImage } from '@tsc/image';
+import {
+  commitImage,
+  type Digest,
+  isImageError,
+  openImageStore,
+  parsePlatform,
+  resolveImage,
+} from '@tsc/image';
 import {
   attachNetwork,
   Container,
@@ -21,6 +28,7 @@ import {
   removeImageContainer,
 } from '../image-containers.js';
 import { relayTerminal } from '../tty.js';
+import { pullImage } from './registry.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -62,6 +70,10 @@ export function addImageRunFlags(cmd: Command): Command {
     .option('--hostname <name>', 'with --image: the container host name (default: its id)')
     .option('--read-only', "with --image: mount the container's root filesystem read-only")
     .option('-t, --tty', 'with --image: give the process a terminal')
+    .option(
+      '--pull <policy>',
+      'with --image: missing (default: pull an image the store lacks), never, always',
+    )
     .option('--platform <os/arch[/variant]>', "with --image: the image's platform (default: this machine's)");
 }
 
@@ -76,6 +88,7 @@ type RunFlags = ImageRunFlags & {
   consoleSocket?: string;
   bridge?: string;
   subnet?: string;
+  pull?: string;
 };
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const;
@@ -85,6 +98,12 @@ export async function runImage(ctx: Context, f: RunFlags, cmdArgs: string[]): Pr
   const req = parseImageRunFlags(f, cmdArgs);
   if (f.detach && req.terminal && !f.consoleSocket)
     throw new UsageError('cannot allocate a tty if nsinit will detach without setting --console-socket');
+  const policy = f.pull ?? 'missing';
+  if (policy !== 'missing' && policy !== 'never' && policy !== 'always')
+    throw new UsageError(`--pull "${policy}": use missing, never or always`);
+  if (policy === 'always')
+    await pullImage(ctx, req.image, { out: process.stderr, ...(f.platform ? { platform: f.platform } : {}) });
+  else if (policy === 'missing') await pullIfMissing(ctx, req.image, f.platform);
   const p = await prepareImageContainer(ctx, req);
   const { id } = p;
   const opts: CreateOptions = {
@@ -142,6 +161,24 @@ export async function runImage(ctx: Context, f: RunFlags, cmdArgs: string[]): Pr
   for (const s of FORWARDED) process.off(s, forward);
   if (req.rm) await removeContainer(ctx, id);
   process.exit(r.status);
+}
+
+/** Like `docker run`: an image the store does not have is pulled first (progress on stderr). */
+async function pullIfMissing(ctx: Context, image: string, platform: string | undefined): Promise<void> {
+  const store = await openImageStore(ctx.dataRoot);
+  try {
+    await resolveImage(store, image, platform ? parsePlatform(platform) : undefined);
+    return;
+  } catch (e) {
+    if (!(isImageError(e) && e.code === 'NotFound') || isDigestLike(image)) throw e;
+  }
+  process.stderr.write(`Unable to find image '${image}' locally\n`);
+  await pullImage(ctx, image, { out: process.stderr, ...(platform ? { platform } : {}) });
+}
+
+/** An image ID or ID prefix (which no registry can be asked for). */
+function isDigestLike(s: string): boolean {
+  return /^(sha256:)?[0-9a-f]{4,64}$/.test(s) && !s.includes('/');
 }
 
 /** Deletes the OCI container (force) and, for an image container, everything else it had. */

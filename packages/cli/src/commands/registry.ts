@@ -18,8 +18,9 @@ import {
   removeDockerCredentials,
   storeDockerCredentials,
 } from '@tsc/registry-client';
+import { LayerStore } from '@tsc/unionfs';
 import type { Command } from 'commander';
-import { context, UsageError } from '../context.js';
+import { type Context, context, UsageError } from '../context.js';
 import { ProgressDisplay } from '../progress.js';
 
 interface RegistryFlags {
@@ -27,10 +28,12 @@ interface RegistryFlags {
   caFile?: string;
 }
 
-interface PullFlags extends RegistryFlags {
+export interface PullFlags extends RegistryFlags {
   platform?: string;
   dataRoot?: string;
   quiet?: boolean;
+  /** Where the progress goes (default stdout; `run --image` sends it to stderr). */
+  out?: NodeJS.WriteStream;
 }
 
 interface PushFlags extends RegistryFlags {
@@ -164,6 +167,78 @@ function serverHost(server: string | undefined): string {
   return ['index.docker.io', 'registry-1.docker.io'].includes(h) ? 'docker.io' : h;
 }
 
+/**
+ * `nsinit pull`: the image's blobs into `<dataRoot>/content`, verified, then its layers
+ * extracted into the layer store (so `run --image` starts at once), with docker-pull-like lines.
+ * `run --image` calls it too for an image it does not have.
+ */
+export async function pullImage(ctx: Context, image: string, f: PullFlags): Promise<void> {
+  const r = ref(image);
+  const name = familiarName(r);
+  if (f.platform) {
+    try {
+      parsePlatform(f.platform);
+    } catch (e) {
+      throw new UsageError(`--platform: ${(e as Error).message}`);
+    }
+  }
+  const display = new ProgressDisplay({ quiet: f.quiet === true, ...(f.out ? { out: f.out } : {}) });
+  const stop = interruptible();
+  const client = new RegistryClient(clientOptions(f));
+  try {
+    const store = await ContentStore.open(join(f.dataRoot ?? ctx.dataRoot, 'content'));
+    display.print(`${r.digest && !r.tag ? r.digest : r.tag}: Pulling from ${r.path}`);
+    const res = await pull(store, r, {
+      client,
+      signal: stop.signal,
+      ...(f.platform ? { platform: f.platform } : {}),
+      onProgress: (e: PullProgress) => {
+        if (e.type === 'warning') {
+          if (!f.quiet) ctx.log.warn(e.message);
+          return;
+        }
+        if (e.type !== 'blob' || e.kind !== 'layer') return;
+        const status = PULL_STATUS[e.status] ?? e.status;
+        display.update(
+          shortId(e.digest),
+          status,
+          e.status === 'downloading' ? { current: e.current ?? 0, total: e.size } : undefined,
+        );
+      },
+    });
+    // Like docker pull, the layers are extracted too, so `run --image` starts at once.
+    const layerStore = await LayerStore.open({ root: f.dataRoot ?? ctx.dataRoot });
+    await layerStore.unpackImage({
+      content: store,
+      layers: res.manifest.layers,
+      diffIDs: res.config.rootfs.diff_ids,
+      owner: `image:${res.configDescriptor.digest}`,
+      signal: stop.signal,
+      onProgress: (i, bytes) => {
+        const layer = res.manifest.layers[i];
+        if (layer) display.update(shortId(layer.digest), 'Extracting', { current: bytes, total: layer.size });
+      },
+    });
+    for (const layer of res.manifest.layers) display.update(shortId(layer.digest), 'Pull complete');
+    display.stop();
+    if (f.quiet) {
+      process.stdout.write(`${r.toString()}\n`);
+      return;
+    }
+    display.print(`Digest: ${res.digest}`);
+    display.print(
+      res.updated ? `Status: Downloaded newer image for ${name}` : `Status: Image is up to date for ${name}`,
+    );
+    display.print(r.toString());
+  } catch (e) {
+    display.stop();
+    fail('pull', name, e);
+  } finally {
+    stop.done();
+    await client.close();
+  }
+}
+
 export function register(program: Command): void {
   registryOptions(
     program
@@ -177,59 +252,7 @@ export function register(program: Command): void {
       .option('--data-root <dir>', 'data root (default /var/lib/nsinit, or the global --data-root)')
       .option('-q, --quiet', 'print only the image name'),
   ).action(async (image: string, f: PullFlags, cmd: Command) => {
-    const ctx = context(cmd);
-    const r = ref(image);
-    const name = familiarName(r);
-    if (f.platform) {
-      try {
-        parsePlatform(f.platform);
-      } catch (e) {
-        throw new UsageError(`--platform: ${(e as Error).message}`);
-      }
-    }
-    const display = new ProgressDisplay({ quiet: f.quiet === true });
-    const stop = interruptible();
-    const client = new RegistryClient(clientOptions(f));
-    try {
-      const store = await ContentStore.open(join(f.dataRoot ?? ctx.dataRoot, 'content'));
-      display.print(`${r.digest && !r.tag ? r.digest : r.tag}: Pulling from ${r.path}`);
-      const res = await pull(store, r, {
-        client,
-        signal: stop.signal,
-        ...(f.platform ? { platform: f.platform } : {}),
-        onProgress: (e: PullProgress) => {
-          if (e.type === 'warning') {
-            if (!f.quiet) ctx.log.warn(e.message);
-            return;
-          }
-          if (e.type !== 'blob' || e.kind !== 'layer') return;
-          const status = PULL_STATUS[e.status] ?? e.status;
-          display.update(
-            shortId(e.digest),
-            status,
-            e.status === 'downloading' ? { current: e.current ?? 0, total: e.size } : undefined,
-          );
-        },
-      });
-      display.stop();
-      if (f.quiet) {
-        process.stdout.write(`${r.toString()}\n`);
-        return;
-      }
-      display.print(`Digest: ${res.digest}`);
-      display.print(
-        res.updated
-          ? `Status: Downloaded newer image for ${name}`
-          : `Status: Image is up to date for ${name}`,
-      );
-      display.print(r.toString());
-    } catch (e) {
-      display.stop();
-      fail('pull', name, e);
-    } finally {
-      stop.done();
-      await client.close();
-    }
+    await pullImage(context(cmd), image, f);
   });
 
   registryOptions(
