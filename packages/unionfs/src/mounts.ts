@@ -64,7 +64,7 @@ function fsErrorLog(fsfd: number): string {
   return lines.length ? ` (${lines.join('; ')})` : '';
 }
 
-/** True when this kernel's overlay accepts `lowerdir+` through fsconfig (Linux 6.8+). */
+/** Cached answer of {@link hasLowerdirPlus}. */
 let lowerdirPlus: boolean | undefined;
 
 function mountOverlayFsconfig(m: OverlayMount): void {
@@ -75,10 +75,10 @@ function mountOverlayFsconfig(m: OverlayMount): void {
         op: `overlay option ${key}${value === null ? '' : `=${value}`}`,
       });
     } catch (e) {
-      if (key === 'lowerdir+' && errCode(e) === 'EINVAL' && lowerdirPlus === undefined) {
-        lowerdirPlus = false;
-        throw new UnionfsError('Unsupported', 'overlay: this kernel has no "lowerdir+" option', { cause: e });
-      }
+      if (key === 'lowerdir+' && errCode(e) === 'EINVAL' && !hasLowerdirPlus())
+        throw new UnionfsError('Unsupported', 'overlay: this kernel has no "lowerdir+" option (Linux 6.8+)', {
+          cause: e,
+        });
       throw new UnionfsError(
         'System',
         `mount overlay on ${m.target}: ${(e as Error).message}${fsErrorLog(fsfd)}`,
@@ -90,7 +90,6 @@ function mountOverlayFsconfig(m: OverlayMount): void {
   };
   try {
     for (const l of m.lowers) set('lowerdir+', l);
-    lowerdirPlus = true;
     set('upperdir', m.upper);
     set('workdir', m.work);
     for (const [k, v] of FIXED_OPTIONS) set(k, v);
@@ -169,40 +168,40 @@ export function mountOverlay(m: OverlayMount, scratch: string): 'fsconfig' | 'cl
       `overlay stacks at most ${OVERLAY_MAX_LAYERS} layers; this image has ${m.lowers.length}`,
     );
   const api = m.api ?? 'auto';
-  if (api === 'classic' || (api === 'auto' && lowerdirPlus === false)) {
+  if (api === 'classic' || (api === 'auto' && !hasLowerdirPlus())) {
     mountOverlayClassic(m, scratch);
     return 'classic';
   }
-  try {
-    mountOverlayFsconfig(m);
-    return 'fsconfig';
-  } catch (e) {
-    if (api === 'auto' && (e as UnionfsError).code === 'Unsupported' && lowerdirPlus === false) {
-      mountOverlayClassic(m, scratch);
-      return 'classic';
-    }
-    throw e;
-  }
+  mountOverlayFsconfig(m);
+  return 'fsconfig';
 }
 
-/** Whether the running kernel takes `lowerdir+` (probes once with an empty fs context). */
+/**
+ * Whether the running kernel's overlay takes `lowerdir+` (Linux 6.8+). Probed once: before 6.5
+ * overlay had no fs_context parser of its own, and the generic ("legacy") one accepts any key
+ * and only fails at `FSCONFIG_CMD_CREATE`; so a key that no parser knows is tried first — if it
+ * is accepted, the parser is the legacy one and `lowerdir+` is not really understood.
+ */
 export function hasLowerdirPlus(): boolean {
   if (lowerdirPlus !== undefined) return lowerdirPlus;
-  let fsfd: number;
-  try {
-    fsfd = call('fsopen', ['overlay', FSOPEN_CLOEXEC]);
-  } catch {
-    return false;
-  }
-  try {
-    // An absolute path that exists: the option is parsed and the path looked up, nothing mounted.
-    call('fsconfig', [fsfd, FSCONFIG.SET_STRING, 'lowerdir+', '/', 0]);
-    lowerdirPlus = true;
-  } catch {
-    lowerdirPlus = false;
-  } finally {
-    closeFd(fsfd);
-  }
+  const accepts = (key: string, value: string): boolean | undefined => {
+    let fsfd: number;
+    try {
+      fsfd = call('fsopen', ['overlay', FSOPEN_CLOEXEC]);
+    } catch {
+      return undefined;
+    }
+    try {
+      call('fsconfig', [fsfd, FSCONFIG.SET_STRING, key, value, 0]);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      closeFd(fsfd);
+    }
+  };
+  const legacy = accepts('tsc-probe-no-such-option', 'x');
+  lowerdirPlus = legacy === false && accepts('lowerdir+', '/') === true;
   return lowerdirPlus;
 }
 
