@@ -648,7 +648,7 @@ function ustarOf(files) {
   return Buffer.concat(parts);
 }
 
-check('unionfs: without lowerdir+ a 200-layer image mounts through mount(2) with short links', async () => {
+check('unionfs: without lowerdir+ a 130-layer image (more than overlay2's 128) mounts through mount(2) with short links', async () => {
   const { LayerStore, hasLowerdirPlus } = await import(
     pathToFileURL(path.join(REPO, 'packages/unionfs/dist/index.js')).href
   );
@@ -672,7 +672,7 @@ check('unionfs: without lowerdir+ a 200-layer image mounts through mount(2) with
       ustarOf({ 'etc/a': 'a', 'etc/b': 'b', 'opt/x': 'x' }),
       ustarOf({ 'etc/.wh.a': '', 'opt/.wh..wh..opq': '', 'opt/y': 'y' }),
     ];
-    for (let i = 0; i < 198; i++) tars.push(ustarOf({ [`layers/l${i}`]: `layer ${i}\n` }));
+    for (let i = 0; i < 128; i++) tars.push(ustarOf({ [`layers/l${i}`]: `layer ${i}\n` }));
     for (const tar of tars) {
       const blob = gzipSync(tar);
       layers.push({ mediaType: MediaType.ociLayerGzip, digest: await content.put(blob), size: blob.length });
@@ -688,7 +688,7 @@ check('unionfs: without lowerdir+ a 200-layer image mounts through mount(2) with
     try {
       eq(c.mountApi, newKernel ? 'fsconfig' : 'classic', 'mountApi');
       eq(cat(path.join(c.rootfs, 'layers/l0')), 'layer 0', 'bottom layer file');
-      eq(cat(path.join(c.rootfs, 'layers/l197')), 'layer 197', 'top layer file');
+      eq(cat(path.join(c.rootfs, 'layers/l127')), 'layer 127', 'top layer file');
       eq(fs.readdirSync(path.join(c.rootfs, 'etc')), ['b'], 'etc after the whiteout');
       eq(fs.readdirSync(path.join(c.rootfs, 'opt')), ['y'], 'opt after the opaque marker');
       fs.writeFileSync(path.join(c.rootfs, 'etc/new'), 'n');
@@ -702,7 +702,7 @@ check('unionfs: without lowerdir+ a 200-layer image mounts through mount(2) with
         ],
         'diff',
       );
-      detail(`unionfs: 200 layers unpacked in ${unpackMs} ms, mounted (${c.mountApi}) in ${mountMs} ms`);
+      detail(`unionfs: 130 layers unpacked in ${unpackMs} ms, mounted (${c.mountApi}) in ${mountMs} ms`);
     } finally {
       await store.remove('vm1');
     }
