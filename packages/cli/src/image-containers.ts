@@ -16,7 +16,15 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Digest, openImageStore, parsePlatform, type ResolvedImage, resolveImage } from '@tsc/image';
+import { Readable } from 'node:stream';
+import {
+  type Digest,
+  MediaType,
+  openImageStore,
+  parsePlatform,
+  type ResolvedImage,
+  resolveImage,
+} from '@tsc/image';
 import {
   type ContainerLink,
   createImageBundle,
@@ -34,8 +42,9 @@ import {
   resolveNetworkMode,
   validateId,
 } from '@tsc/libcontainer';
-import { LayerStore } from '@tsc/unionfs';
+import { chainIDs, LayerStore, OVERLAY_MAX_LAYERS } from '@tsc/unionfs';
 import { UsageError } from './context.js';
+import { initLayerDigest, initLayerTar } from './init-layer.js';
 
 /** What `image.json` records about a container made from an image. */
 export interface ImageContainerRecord {
@@ -243,7 +252,25 @@ export async function prepareImageContainer(
   };
   try {
     await writeJSONAtomic(join(dir, 'image.json'), record);
-    const prepared = await layers.prepare(id, image.config.rootfs.diff_ids, { volatile: req.rm });
+    // The init layer (mount points) on top of the image's layers; see init-layer.ts. An image
+    // at overlay's limit of lower layers has no room for it: its mount points go to the
+    // writable layer (and show in diff).
+    const diffIDs = [...image.config.rootfs.diff_ids];
+    if (diffIDs.length < OVERLAY_MAX_LAYERS) {
+      const initTar = initLayerTar();
+      const initDiffID = initLayerDigest(initTar);
+      const top = chainIDs(diffIDs).at(-1);
+      await layers.unpack({
+        blob: Readable.from([initTar]),
+        mediaType: MediaType.ociLayer,
+        digest: initDiffID,
+        size: initTar.length,
+        diffID: initDiffID,
+        ...(top ? { parent: top } : {}),
+      });
+      diffIDs.push(initDiffID);
+    }
+    const prepared = await layers.prepare(id, diffIDs, { volatile: req.rm });
     const hostname = (req.hostname ?? id).slice(0, 63);
     const { spec, exposedPorts } = imageSpec({
       config: image.config,

@@ -32,6 +32,8 @@ export {
   type RunningContainer,
 } from './container.js';
 export { ContainerError, type ContainerErrorCode, isContainerError } from './errors.js';
+export * from './image/index.js';
+export * from './network/index.js';
 export { parseResources, parseResourcesJSON } from './resources.js';
 export * from './spec/index.js';
 export { DEFAULT_ROOT, defaultRoot, validateId } from './state.js';
@@ -43,5 +45,3 @@ export {
   makeRaw,
   setConsoleSize,
 } from './terminal.js';
-export * from './image/index.js';
-export * from './network/index.js';
