@@ -648,70 +648,77 @@ function ustarOf(files) {
   return Buffer.concat(parts);
 }
 
-check('unionfs: without lowerdir+ a 130-layer image (more than overlay2's 128) mounts through mount(2) with short links', async () => {
-  const { LayerStore, hasLowerdirPlus } = await import(
-    pathToFileURL(path.join(REPO, 'packages/unionfs/dist/index.js')).href
-  );
-  const { ContentStore, MediaType } = await import(
-    pathToFileURL(path.join(REPO, 'packages/image/dist/index.js')).href
-  );
-  const { gzipSync } = await import('node:zlib');
-  const { createHash } = await import('node:crypto');
-  const [maj, min] = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').split('.').map(Number);
-  const newKernel = maj > 6 || (maj === 6 && min >= 8);
-  eq(hasLowerdirPlus(), newKernel, `hasLowerdirPlus() on ${maj}.${min}`);
-  const root = fs.mkdtempSync('/tmp/unionfs-');
-  // a tmpfs: trusted.* xattrs (opaque dirs) whatever the initramfs root supports
-  const mnt = await run('mount', ['-t', 'tmpfs', 'tmpfs', root]);
-  assert(mnt.code === 0, `mount tmpfs: ${mnt.err.trim()}`);
-  try {
-    const content = await ContentStore.open(path.join(root, 'oci'));
-    const layers = [];
-    const diffIDs = [];
-    const tars = [
-      ustarOf({ 'etc/a': 'a', 'etc/b': 'b', 'opt/x': 'x' }),
-      ustarOf({ 'etc/.wh.a': '', 'opt/.wh..wh..opq': '', 'opt/y': 'y' }),
-    ];
-    for (let i = 0; i < 128; i++) tars.push(ustarOf({ [`layers/l${i}`]: `layer ${i}\n` }));
-    for (const tar of tars) {
-      const blob = gzipSync(tar);
-      layers.push({ mediaType: MediaType.ociLayerGzip, digest: await content.put(blob), size: blob.length });
-      diffIDs.push(`sha256:${createHash('sha256').update(tar).digest('hex')}`);
-    }
-    const store = await LayerStore.open({ root, driver: 'overlay', durable: false });
-    let t = Date.now();
-    await store.unpackImage({ content, layers, diffIDs, owner: 'image:vm' });
-    const unpackMs = Date.now() - t;
-    t = Date.now();
-    const c = await store.prepare('vm1', diffIDs);
-    const mountMs = Date.now() - t;
+check(
+  'unionfs: without lowerdir+ a 130-layer image (overlay2 stops at 128) mounts through mount(2) with short links',
+  async () => {
+    const { LayerStore, hasLowerdirPlus } = await import(
+      pathToFileURL(path.join(REPO, 'packages/unionfs/dist/index.js')).href
+    );
+    const { ContentStore, MediaType } = await import(
+      pathToFileURL(path.join(REPO, 'packages/image/dist/index.js')).href
+    );
+    const { gzipSync } = await import('node:zlib');
+    const { createHash } = await import('node:crypto');
+    const [maj, min] = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').split('.').map(Number);
+    const newKernel = maj > 6 || (maj === 6 && min >= 8);
+    eq(hasLowerdirPlus(), newKernel, `hasLowerdirPlus() on ${maj}.${min}`);
+    const root = fs.mkdtempSync('/tmp/unionfs-');
+    // a tmpfs: trusted.* xattrs (opaque dirs) whatever the initramfs root supports
+    const mnt = await run('mount', ['-t', 'tmpfs', 'tmpfs', root]);
+    assert(mnt.code === 0, `mount tmpfs: ${mnt.err.trim()}`);
     try {
-      eq(c.mountApi, newKernel ? 'fsconfig' : 'classic', 'mountApi');
-      eq(cat(path.join(c.rootfs, 'layers/l0')), 'layer 0', 'bottom layer file');
-      eq(cat(path.join(c.rootfs, 'layers/l127')), 'layer 127', 'top layer file');
-      eq(fs.readdirSync(path.join(c.rootfs, 'etc')), ['b'], 'etc after the whiteout');
-      eq(fs.readdirSync(path.join(c.rootfs, 'opt')), ['y'], 'opt after the opaque marker');
-      fs.writeFileSync(path.join(c.rootfs, 'etc/new'), 'n');
-      fs.unlinkSync(path.join(c.rootfs, 'etc/b'));
-      eq(
-        await store.diff('vm1'),
-        [
-          { kind: 'C', path: '/etc' },
-          { kind: 'D', path: '/etc/b' },
-          { kind: 'A', path: '/etc/new' },
-        ],
-        'diff',
-      );
-      detail(`unionfs: 130 layers unpacked in ${unpackMs} ms, mounted (${c.mountApi}) in ${mountMs} ms`);
+      const content = await ContentStore.open(path.join(root, 'oci'));
+      const layers = [];
+      const diffIDs = [];
+      const tars = [
+        ustarOf({ 'etc/a': 'a', 'etc/b': 'b', 'opt/x': 'x' }),
+        ustarOf({ 'etc/.wh.a': '', 'opt/.wh..wh..opq': '', 'opt/y': 'y' }),
+      ];
+      for (let i = 0; i < 128; i++) tars.push(ustarOf({ [`layers/l${i}`]: `layer ${i}\n` }));
+      for (const tar of tars) {
+        const blob = gzipSync(tar);
+        layers.push({
+          mediaType: MediaType.ociLayerGzip,
+          digest: await content.put(blob),
+          size: blob.length,
+        });
+        diffIDs.push(`sha256:${createHash('sha256').update(tar).digest('hex')}`);
+      }
+      const store = await LayerStore.open({ root, driver: 'overlay', durable: false });
+      let t = Date.now();
+      await store.unpackImage({ content, layers, diffIDs, owner: 'image:vm' });
+      const unpackMs = Date.now() - t;
+      t = Date.now();
+      const c = await store.prepare('vm1', diffIDs);
+      const mountMs = Date.now() - t;
+      try {
+        eq(c.mountApi, newKernel ? 'fsconfig' : 'classic', 'mountApi');
+        eq(cat(path.join(c.rootfs, 'layers/l0')), 'layer 0', 'bottom layer file');
+        eq(cat(path.join(c.rootfs, 'layers/l127')), 'layer 127', 'top layer file');
+        eq(fs.readdirSync(path.join(c.rootfs, 'etc')), ['b'], 'etc after the whiteout');
+        eq(fs.readdirSync(path.join(c.rootfs, 'opt')), ['y'], 'opt after the opaque marker');
+        fs.writeFileSync(path.join(c.rootfs, 'etc/new'), 'n');
+        fs.unlinkSync(path.join(c.rootfs, 'etc/b'));
+        eq(
+          await store.diff('vm1'),
+          [
+            { kind: 'C', path: '/etc' },
+            { kind: 'D', path: '/etc/b' },
+            { kind: 'A', path: '/etc/new' },
+          ],
+          'diff',
+        );
+        detail(`unionfs: 130 layers unpacked in ${unpackMs} ms, mounted (${c.mountApi}) in ${mountMs} ms`);
+      } finally {
+        await store.remove('vm1');
+      }
+      assert(!fs.existsSync(c.rootfs), 'container dir left after remove');
     } finally {
-      await store.remove('vm1');
+      await run('umount', ['-l', root]);
+      fs.rmSync(root, { recursive: true, force: true });
     }
-    assert(!fs.existsSync(c.rootfs), 'container dir left after remove');
-  } finally {
-    await run('umount', ['-l', root]);
-    fs.rmSync(root, { recursive: true, force: true });
-  }
-});
+  },
+);
 
 // ---------------------------------------------------------------- cleanup check (always last)
 check('cleanup: nothing left under /sys/fs/cgroup', async () => {
