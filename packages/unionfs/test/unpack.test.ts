@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import {
   existsSync,
   lstatSync,
@@ -357,5 +358,49 @@ describe.skipIf(!isRoot)('unpackLayer: nothing escapes the layer', () => {
       { path: '.wh..wh..opq' },
     ]);
     expect(err).toBeUndefined();
+  });
+});
+
+const hasSetpriv = (() => {
+  try {
+    execFileSync('setpriv', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe.skipIf(!isRoot || !hasSetpriv)('unpackLayer without CAP_MKNOD and CAP_CHOWN', () => {
+  it('skips device nodes and chown, reports them, and unpacks the rest', () => {
+    const blob = join(work, 'nocaps.tar');
+    writeFileSync(
+      blob,
+      buildTar([
+        { path: 'f', data: 'x', uid: 5, gid: 5 },
+        { path: 'dev/null', type: 'char', mode: 0o666, devmajor: 1, devminor: 3 },
+        { path: 'fifo', type: 'fifo' },
+        { path: 'etc/.wh.gone' },
+      ]),
+    );
+    const dir = fresh();
+    const dist = new URL('../dist/unpack.js', import.meta.url).pathname;
+    const script = `const { unpackLayer } = await import(${JSON.stringify(dist)});
+const r = await unpackLayer(${JSON.stringify(dir)}, ${JSON.stringify(blob)}, { compression: 'none', whiteouts: 'overlay' });
+console.log(JSON.stringify(r.skipped));`;
+    // root without CAP_MKNOD and CAP_CHOWN in its bounding set (so not in its capabilities after exec)
+    const out = execFileSync(
+      'setpriv',
+      ['--bounding-set=-mknod,-chown', process.execPath, '--input-type=module', '-e', script],
+      { encoding: 'utf8' },
+    );
+    const skipped = JSON.parse(out) as string[];
+    expect(skipped).toContain('chown f to 5:5: EPERM');
+    expect(skipped).toContain('mknod dev/null (char 1:3): EPERM');
+    // a 0/0 whiteout device needs no CAP_MKNOD (Linux 5.8+)
+    expect(skipped.filter((l) => l.includes('whiteout'))).toEqual([]);
+    expect(lstatSync(join(dir, 'etc/gone')).rdev).toBe(0);
+    expect(readFileSync(join(dir, 'f'), 'utf8')).toBe('x');
+    expect(lstatSync(join(dir, 'fifo')).isFIFO()).toBe(true);
+    expect(existsSync(join(dir, 'dev/null'))).toBe(false);
   });
 });
