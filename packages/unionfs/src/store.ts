@@ -15,8 +15,17 @@
  *     containers/<id>/       container.json, upper/, work/ (overlay), rootfs/ (the mount point)
  *     empty/                 the lower layer of an image without layers
  */
-import { constants as FS, mkdirSync, readFileSync, statfsSync } from 'node:fs';
 import {
+  createReadStream,
+  createWriteStream,
+  constants as FS,
+  mkdirSync,
+  readFileSync,
+  statfsSync,
+} from 'node:fs';
+import {
+  chmod,
+  chown,
   type FileHandle,
   mkdir,
   open,
@@ -54,6 +63,7 @@ import {
   isMountPoint,
   mountAufs,
   mountOverlay,
+  mountsUnder,
   unmount,
 } from './mounts.js';
 import { errCode, O, openat, syncfs } from './sys.js';
@@ -732,7 +742,6 @@ export class LayerStore {
         // the merged root takes the upper root's attributes: give it the image's
         const st = await stat(this.diffDir(top));
         const upper = join(dir, 'upper');
-        const { chmod, chown } = await import('node:fs/promises');
         if (!this.rootless) await chown(upper, st.uid, st.gid);
         await chmod(upper, st.mode & 0o7777);
       }
@@ -800,7 +809,7 @@ export class LayerStore {
 
   async #removeContainerDir(dir: string): Promise<void> {
     const rootfs = join(dir, 'rootfs');
-    for (const m of (await import('./mounts.js')).mountsUnder(dir).reverse()) unmount(m);
+    for (const m of mountsUnder(dir).reverse()) unmount(m);
     while (isMountPoint(rootfs)) if (!unmount(rootfs)) break;
     if (this.driver === 'btrfs') btrfsSubvolDelete(rootfs);
     await rm(dir, { recursive: true, force: true });
@@ -869,7 +878,6 @@ export class LayerStore {
           done(null, chunk);
         },
       });
-      const { createWriteStream, createReadStream } = await import('node:fs');
       await pipeline(tar, createGzip({ level: 6, chunkSize: 1 << 16 }), hash, createWriteStream(file));
       const digest = gz.digest();
       const size = gz.size;

@@ -278,17 +278,25 @@ export class Extractor implements TarSink {
     if (this.#format === 'applied') this.#written.add(rel);
     switch (e.type) {
       case 'dir': {
+        let overWhiteout = false;
         try {
           mkdirat(pfd, base, 0o700);
         } catch (err) {
           if (errCode(err) !== 'EEXIST') throw err;
           const st = lstatSync(fdPath(pfd, base));
           if (!st.isDirectory()) {
+            overWhiteout = st.isCharacterDevice() && st.rdev === 0;
             this.#remove(pfd, base, rel, st);
             mkdirat(pfd, base, 0o700);
           }
         }
         const fd = openat(pfd, base, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
+        if (overWhiteout && (this.#format === 'overlay' || this.#format === 'overlay-user')) {
+          // `.wh.NAME` then `NAME/` in one layer: a new directory, not a merge with the lower one
+          const name = this.#format === 'overlay' ? OPAQUE_TRUSTED : OPAQUE_USER;
+          this.#setXattr(() => fsetxattr(fd, name, Y), name, rel);
+          this.#opaque.add(rel);
+        }
         this.#ownDirByFd(fd, e, rel);
         this.#cacheDir(rel, fd);
         return;

@@ -184,6 +184,11 @@ add('gnu/big', data=b'b', uid=10000000, gid=10000001)
     expect(lgetxattr(join(dir, 'opt'), 'trusted.overlay.opaque')?.toString()).toBe('y');
     expect(readFileSync(join(dir, 'kept'), 'utf8')).toBe('k');
     expect(existsSync(join(dir, 'opt/.wh..wh..opq'))).toBe(false);
+    // a whiteout then a directory of the same name in one layer: a new (opaque) directory
+    const r = await unpackBuf(
+      buildTar([{ path: '.wh.d' }, { path: 'd', type: 'dir' }, { path: 'd/f', data: 'f' }]),
+    );
+    expect(lgetxattr(join(r.dir, 'd'), 'trusted.overlay.opaque')?.toString()).toBe('y');
     const u = await unpackBuf(buildTar([{ path: 'o', type: 'dir' }, { path: 'o/.wh..wh..opq' }]), {
       whiteouts: 'overlay-user',
     });
