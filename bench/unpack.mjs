@@ -84,21 +84,24 @@ console.log(
 );
 
 // ---- subjects ---------------------------------------------------------------------------------
-const ours = (durable) => (dir) => [
-  process.execPath,
-  [
-    '--input-type=module',
-    '-e',
-    `const { LayerStore } = await import(${JSON.stringify(pathToFileURL(UNIONFS).href)});
+const ours =
+  (durable, workers = 'never') =>
+  (dir) => [
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `const { LayerStore } = await import(${JSON.stringify(pathToFileURL(UNIONFS).href)});
      const { ContentStore } = await import(${JSON.stringify(pathToFileURL(join(REPO, 'packages/image/dist/index.js')).href)});
      const content = await ContentStore.open(${JSON.stringify(layout)}, { create: false });
      const store = await LayerStore.open({ root: ${JSON.stringify(dir)}, driver: 'overlay', durable: ${durable} });
-     await store.unpackImage({ content, layers: ${JSON.stringify(layers)}, diffIDs: ${JSON.stringify(diffIDs)}, owner: 'image:bench' });`,
-  ],
-];
+     await store.unpackImage({ content, layers: ${JSON.stringify(layers)}, diffIDs: ${JSON.stringify(diffIDs)}, owner: 'image:bench', workers: '${workers}' });`,
+    ],
+  ];
 const subjects = [
   { name: 'unionfs (overlay)', cmd: ours(false) },
   { name: 'unionfs + syncfs', cmd: ours(true) },
+  { name: 'unionfs, no workers', cmd: ours(false, 'never') },
   {
     name: 'umoci unpack',
     cmd: (dir) => ['umoci', ['unpack', '--image', `${layout}:bench`, join(dir, 'bundle')]],
