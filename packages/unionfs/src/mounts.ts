@@ -5,7 +5,7 @@
  */
 import { mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { AT, call, closeFd, MS } from '@tsc/syscall';
+import { AT, call, closeFd, flock, MS } from '@tsc/syscall';
 import { UnionfsError } from './errors.js';
 import { errCode, O, openat } from './sys.js';
 
@@ -130,6 +130,9 @@ function mountOverlayFsconfig(m: OverlayMount): void {
 function mountOverlayClassic(m: OverlayMount, scratch: string): void {
   rmSync(scratch, { recursive: true, force: true });
   mkdirSync(scratch, { recursive: true, mode: 0o700 });
+  // flock'd while in use: a store's tmp/ cleaner deletes only directories it can lock
+  const lockFd = openat(AT.FDCWD, scratch, O.RDONLY | O.DIRECTORY);
+  flock(lockFd, 'exclusive', false);
   const cwd = process.cwd();
   try {
     for (const [i, l] of m.lowers.entries()) symlinkSync(l, join(scratch, i.toString(36)));
@@ -156,6 +159,7 @@ function mountOverlayClassic(m: OverlayMount, scratch: string): void {
     }
   } finally {
     rmSync(scratch, { recursive: true, force: true });
+    closeFd(lockFd);
   }
 }
 

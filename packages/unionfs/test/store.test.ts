@@ -217,9 +217,26 @@ console.log(c.rootfs);`;
     expect(mountsUnder(rootfs)).toEqual([]);
   });
 
+  it('a blob that does not match its digest leaves nothing in the store', async () => {
+    const layer = image.layers[0];
+    await expect(
+      store.unpack({
+        blob: image.content.blobPath(image.layers[1]?.digest ?? 'sha256:'),
+        mediaType: layer?.mediaType ?? '',
+        digest: layer?.digest ?? 'sha256:',
+        diffID: 'sha256:0000000000000000000000000000000000000000000000000000000000000000',
+      }),
+    ).rejects.toThrow(/content has digest sha256:[0-9a-f]{64}, expected sha256:/);
+    expect(readdirSync(join(store.dir, 'tmp'))).toEqual([]);
+    expect((await store.list()).length).toBe(4);
+  });
+
   it('gc deletes only unreferenced layers', async () => {
     const before = (await store.list()).length;
     expect(before).toBe(4);
+    const usage = await store.usage();
+    expect(usage).toMatchObject({ driver: 'overlay', layers: 4, containers: 0 });
+    expect(usage.layerBytes).toBeGreaterThan(0);
     const { removed } = await store.gc();
     expect(removed).toHaveLength(1); // the exported layer, nobody references it
     await store.release('image:three');
