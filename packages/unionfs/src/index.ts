@@ -15,7 +15,9 @@ export { hasLowerdirPlus, OVERLAY_MAX_LAYERS } from './mounts.js';
 export {
   type ChainID,
   chainIDs,
+  DEFAULT_INIT_LAYER,
   type DriverName,
+  type InitLayer,
   type LayerInfo,
   LayerStore,
   type LayerStoreOptions,

@@ -52,7 +52,7 @@ import {
   splitDigest,
 } from '@tsc/image';
 import { closeFd, flock, isSysError } from '@tsc/syscall';
-import { type Change, changesOf, layerTar, overlayItems, treeItems } from './changes.js';
+import { type Change, changesOf, inLowers, layerTar, overlayItems, treeItems } from './changes.js';
 import { isUnionfsError, UnionfsError } from './errors.js';
 import {
   bindSelf,
@@ -67,8 +67,9 @@ import {
   unmount,
 } from './mounts.js';
 import { errCode, O, openat, syncfs } from './sys.js';
+import { TAR_END, tarHeader } from './tar.js';
 import { copyTree } from './tree.js';
-import { type UnpackLayerOptions, unpackLayer, type WhiteoutFormat } from './unpack.js';
+import { cleanPath, type UnpackLayerOptions, unpackLayer, type WhiteoutFormat } from './unpack.js';
 import { unpackLayerInWorker } from './worker.js';
 
 /** A storage driver. */
@@ -146,9 +147,29 @@ export interface UnpackResult extends LayerInfo {
   unpacked: boolean;
 }
 
+/**
+ * Mount points a runtime needs in every root filesystem (Docker's `-init` layer): made only
+ * where the image lacks them, in a layer between the image and the writable layer (overlay,
+ * aufs) or recorded (copy, btrfs), so `diff` and `exportDiff` show only what the container did.
+ */
+export interface InitLayer {
+  /** Directories, e.g. `proc`. */
+  dirs?: readonly string[];
+  /** Empty files (bind-mount targets), e.g. `etc/hosts`. */
+  files?: readonly string[];
+}
+
+/** What `init: true` makes: Docker's init layer, without `.dockerenv`. */
+export const DEFAULT_INIT_LAYER: InitLayer = {
+  dirs: ['proc', 'sys', 'dev', 'dev/pts', 'dev/shm'],
+  files: ['etc/hosts', 'etc/hostname', 'etc/resolv.conf', 'dev/console'],
+};
+
 export interface PrepareOptions {
   /** Mount the root filesystem read-only. */
   readonly?: boolean;
+  /** An init layer of mount points (`true`: {@link DEFAULT_INIT_LAYER}). */
+  init?: InitLayer | boolean;
   /**
    * A throwaway container: overlay's `volatile` (no syncs of the writable layer). After a crash
    * or reboot the writable layer is discarded when the container is prepared again.
@@ -176,6 +197,8 @@ interface ContainerRecord {
   readonly: boolean;
   volatile: boolean;
   created: string;
+  /** Paths the init layer made (overlay: in `init/`; copy, btrfs: in the rootfs, left out of diffs). */
+  init?: string[];
 }
 
 export interface StoreUsage {
@@ -712,6 +735,8 @@ export class LayerStore {
         };
         await mkdir(dir, { mode: 0o700 });
         await this.#makeWritable(dir, chains);
+        const init = options.init === true ? DEFAULT_INIT_LAYER : options.init || undefined;
+        if (init) rec.init = await this.#makeInit(dir, chains, init);
         await writeFile(join(dir, 'container.json'), `${JSON.stringify(rec)}\n`);
         const top = chains[chains.length - 1];
         if (top) await this.#addRef(`container:${id}`, top);
@@ -755,9 +780,42 @@ export class LayerStore {
     }
   }
 
+  /** Makes the init layer's missing entries; returns what it made (implicit parents included). */
+  async #makeInit(dir: string, chains: ChainID[], init: InitLayer): Promise<string[]> {
+    const overlay = this.driver === 'overlay' || this.driver === 'aufs';
+    const lowers = overlay ? [...chains].reverse().map((c) => this.diffDir(c)) : [join(dir, 'rootfs')];
+    const members: Parameters<typeof tarHeader>[0][] = [];
+    const made = new Set<string>();
+    const want = [
+      ...(init.dirs ?? []).map((p) => ({ rel: p, type: 'dir' as const })),
+      ...(init.files ?? []).map((p) => ({ rel: p, type: 'file' as const })),
+    ];
+    for (const { rel: raw, type } of want) {
+      const rel = cleanPath(raw, 'init layer path');
+      if (rel === '' || inLowers(lowers, rel) !== undefined) continue;
+      const parts = rel.split('/');
+      for (let i = 1; i < parts.length; i++) {
+        const p = parts.slice(0, i).join('/');
+        if (!made.has(p) && inLowers(lowers, p) === undefined) made.add(p);
+      }
+      made.add(rel);
+      members.push({ path: rel, type, mode: type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, mtime: 0 });
+    }
+    const tar = Buffer.concat([...members.map((m) => tarHeader(m)), TAR_END]);
+    const target = overlay ? join(dir, 'init') : join(dir, 'rootfs');
+    await unpackLayer(target, Readable.from([tar]), {
+      compression: 'none',
+      whiteouts: overlay ? this.#whiteouts() : 'applied',
+      rootless: this.rootless,
+      ...(overlay ? { lowers } : { existing: true }),
+    });
+    return [...made].sort();
+  }
+
   async #mount(dir: string, rec: ContainerRecord): Promise<'fsconfig' | 'classic' | undefined> {
     const rootfs = join(dir, 'rootfs');
     const lowers = [...rec.chainIDs].reverse().map((c) => this.diffDir(c));
+    if (rec.init && (this.driver === 'overlay' || this.driver === 'aufs')) lowers.unshift(join(dir, 'init'));
     if (lowers.length === 0) lowers.push(join(this.dir, 'empty'));
     if (this.driver === 'overlay') {
       if (rec.volatile) {
@@ -842,8 +900,19 @@ export class LayerStore {
     if (!rec) throw new UnionfsError('NotFound', `container ${id} is not in the layer store`);
     const dir = this.#containerDir(id);
     const lowers = [...rec.chainIDs].reverse().map((c) => this.diffDir(c));
-    if (this.driver === 'overlay' || this.driver === 'aufs') return overlayItems(join(dir, 'upper'), lowers);
-    return treeItems(join(dir, 'rootfs'), lowers[0]);
+    if (this.driver === 'overlay' || this.driver === 'aufs') {
+      if (rec.init) lowers.unshift(join(dir, 'init'));
+      return overlayItems(join(dir, 'upper'), lowers);
+    }
+    // init entries were made with mtime 0: untouched they are not the container's changes
+    const initMade = new Set(rec.init ?? []);
+    const items = treeItems(join(dir, 'rootfs'), lowers[0]);
+    return items.flatMap((i) => {
+      if (!(initMade.has(i.rel) && i.change.kind === 'A')) return [i];
+      return i.node && i.node.st.mtimeNs !== 0n
+        ? [{ ...i, change: { ...i.change, kind: 'C' as const } }]
+        : [];
+    });
   }
 
   /** What the container changed, like `docker diff`: sorted, parents first. */

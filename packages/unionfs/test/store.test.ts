@@ -217,13 +217,33 @@ console.log(c.rootfs);`;
     expect(mountsUnder(rootfs)).toEqual([]);
   });
 
+  it('an init layer adds mount points where the image lacks them, outside diff()', async () => {
+    const c = await store.prepare('init1', image.diffIDs, { init: true });
+    try {
+      for (const p of ['proc', 'sys', 'dev/pts', 'dev/shm'])
+        expect(statSync(join(c.rootfs, p)).isDirectory()).toBe(true);
+      for (const p of ['etc/hosts', 'etc/hostname', 'etc/resolv.conf', 'dev/console'])
+        expect(statSync(join(c.rootfs, p)).isFile()).toBe(true);
+      expect(describeTree(c.rootfs).get('etc')).toBe('dir 755 0:0'); // the image's /etc, not a new one
+      expect(readFileSync(join(c.rootfs, 'etc/passwd'), 'utf8')).toMatch(/^root:/);
+      expect(await store.diff('init1')).toEqual([]);
+      writeFileSync(join(c.rootfs, 'etc/hostname'), 'box\n');
+      expect(await store.diff('init1')).toEqual([
+        { kind: 'C', path: '/etc' },
+        { kind: 'C', path: '/etc/hostname' },
+      ]);
+    } finally {
+      await store.remove('init1');
+    }
+  });
+
   it('a blob that does not match its digest leaves nothing in the store', async () => {
     const layer = image.layers[0];
     await expect(
       store.unpack({
-        blob: image.content.blobPath(image.layers[1]?.digest ?? 'sha256:'),
+        blob: image.content.blobPath(layer?.digest ?? 'sha256:'),
         mediaType: layer?.mediaType ?? '',
-        digest: layer?.digest ?? 'sha256:',
+        digest: image.layers[2]?.digest ?? 'sha256:',
         diffID: 'sha256:0000000000000000000000000000000000000000000000000000000000000000',
       }),
     ).rejects.toThrow(/content has digest sha256:[0-9a-f]{64}, expected sha256:/);
@@ -372,6 +392,10 @@ describe.skipIf(!isRoot)('LayerStore: copy driver', () => {
         digest: exp.descriptor.digest,
         ...(top ? { parent: top } : {}),
       });
+      const ci = await store.prepare('cci', image.diffIDs, { init: true });
+      expect(statSync(join(ci.rootfs, 'proc')).isDirectory()).toBe(true);
+      expect((await store.diff('cci')).filter((c) => c.kind !== 'C')).toEqual([]);
+      await store.remove('cci');
       const c2 = await store.prepare('cc2', [...image.diffIDs, exp.diffID]);
       expect([...describeTree(c2.rootfs)].filter(([k]) => k.startsWith('etc'))).toEqual(
         [...describeTree(c.rootfs)].filter(([k]) => k.startsWith('etc')),
