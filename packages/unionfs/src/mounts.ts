@@ -169,7 +169,7 @@ export function mountOverlay(m: OverlayMount, scratch: string): 'fsconfig' | 'cl
   if (m.lowers.length > OVERLAY_MAX_LAYERS)
     throw new UnionfsError(
       'Unsupported',
-      `overlay stacks at most ${OVERLAY_MAX_LAYERS} layers; this image has ${m.lowers.length}`,
+      `overlay stacks at most ${OVERLAY_MAX_LAYERS} lower layers; this mount needs ${m.lowers.length} (the image's, plus an init layer if asked for)`,
     );
   const api = m.api ?? 'auto';
   if (api === 'classic' || (api === 'auto' && !hasLowerdirPlus())) {
