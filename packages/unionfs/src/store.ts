@@ -639,7 +639,14 @@ export class LayerStore {
         // out of the namespace first (a rename is atomic), then delete
         const doomed = join(this.dir, 'tmp', `gc-${hex}-${process.pid}`);
         await rename(join(this.dir, 'layers', hex), doomed);
-        await this.#removeTree(doomed);
+        const lockFd = openat(-100, doomed, O.RDONLY | O.DIRECTORY); // so no tmp/ cleaner races us
+        try {
+          flock(lockFd, 'exclusive', false);
+          await this.#removeTree(doomed);
+        } finally {
+          closeFd(lockFd);
+        }
+        this.#ancestryCache.delete(chain);
         await rm(join(this.dir, 'locks', `${hex}.lock`), { force: true });
         removed.push(chain);
       }
