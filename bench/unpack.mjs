@@ -134,6 +134,7 @@ function once(s) {
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   if (r.status !== 0) {
     console.error(`${s.name} failed (${r.status}):\n${r.stderr}`);
+    cleanup();
     process.exit(1);
   }
   let cpu = Number.NaN;
