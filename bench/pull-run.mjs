@@ -1,0 +1,110 @@
+// Pull to a runnable rootfs (download, verify, unpack): `nsinit pull` against
+// `skopeo copy docker://… oci:…` followed by `umoci unpack`, side by side, from a local
+// docker-registry on 127.0.0.1, with a realistic 3-layer ~60 MB image (bench/lib/usr-image.mjs).
+// Interleaved rounds, medians, ratio. Needs root (umoci as root; overlay whiteouts).
+//
+//   node bench/pull-run.mjs [--runs N]
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { buildUsrImage } from './lib/usr-image.mjs';
+
+const REPO = join(fileURLToPath(import.meta.url), '../..');
+const NSINIT = join(REPO, 'packages/cli/dist/nsinit');
+const args = process.argv.slice(2);
+const runs = Number(args[args.indexOf('--runs') + 1] || process.env.BENCH_RUNS || 5) || 5;
+if (process.getuid() !== 0) {
+  console.error('bench/pull-run.mjs: run as root');
+  process.exit(2);
+}
+for (const tool of ['umoci', 'skopeo', 'docker-registry']) {
+  if (spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status !== 0) {
+    console.error(`bench/pull-run.mjs: ${tool} is not installed`);
+    process.exit(2);
+  }
+}
+const image = await import(pathToFileURL(join(REPO, 'packages/image/dist/index.js')).href);
+const work = mkdtempSync('/var/tmp/tsc-bench-pull-run-');
+let registry;
+const cleanup = () => {
+  registry?.kill('SIGTERM');
+  rmSync(work, { recursive: true, force: true });
+};
+process.on('SIGINT', () => {
+  cleanup();
+  process.exit(130);
+});
+
+const port = await new Promise((resolve) => {
+  const s = net.createServer().listen(0, '127.0.0.1', () => {
+    const p = s.address().port;
+    s.close(() => resolve(p));
+  });
+});
+writeFileSync(
+  join(work, 'registry.yml'),
+  `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${work}/registry\nhttp:\n  addr: 127.0.0.1:${port}\n`,
+);
+registry = spawn('docker-registry', ['serve', join(work, 'registry.yml')], { stdio: 'ignore' });
+for (let i = 0; i < 100; i++) {
+  const ok = await fetch(`http://127.0.0.1:${port}/v2/`).then(
+    (r) => r.ok,
+    () => false,
+  );
+  if (ok) break;
+  await new Promise((r) => setTimeout(r, 100));
+}
+
+const info = await buildUsrImage(image, join(work, 'src'));
+const ref = `127.0.0.1:${port}/bench/usr:1`;
+const push = spawnSync(
+  'skopeo',
+  ['copy', '--dest-tls-verify=false', `oci:${join(work, 'src')}:bench`, `docker://${ref}`],
+  {
+    encoding: 'utf8',
+  },
+);
+if (push.status !== 0) throw new Error(`skopeo push: ${push.stderr}`);
+
+function run(cmd, argv) {
+  const t = process.hrtime.bigint();
+  const r = spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')}: ${r.stderr}`);
+  return Number(process.hrtime.bigint() - t) / 1e6;
+}
+
+const subjects = {
+  'nsinit pull': (dir) => run(NSINIT, ['--data-root', dir, 'pull', '-q', ref]),
+  'skopeo copy + umoci unpack': (dir) =>
+    run('skopeo', ['copy', '--src-tls-verify=false', `docker://${ref}`, `oci:${dir}/oci:x`]) +
+    run('umoci', ['unpack', '--image', `${dir}/oci:x`, `${dir}/bundle`]),
+};
+const samples = Object.fromEntries(Object.keys(subjects).map((k) => [k, []]));
+for (let round = -1; round < runs; round++) {
+  for (const [name, fn] of Object.entries(subjects)) {
+    const dir = join(work, `r-${round}-${name.replace(/\W+/g, '-')}`);
+    mkdirSync(dir);
+    const ms = fn(dir);
+    if (round >= 0) samples[name].push(ms); // round -1 warms the page cache
+    spawnSync('sh', ['-c', `umount -R ${dir}/layers/*/containers/*/rootfs 2>/dev/null; rm -rf ${dir}`]);
+  }
+}
+const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+const ours = median(samples['nsinit pull']);
+const peer = median(samples['skopeo copy + umoci unpack']);
+console.log(
+  `pull to a runnable rootfs: ${(info.gzBytes / 1e6).toFixed(1)} MB gzip in 3 layers, ${info.files} entries, ` +
+    `${runs} interleaved rounds, load ${loadavg()[0].toFixed(1)}`,
+);
+console.log(`  nsinit pull                      ${ours.toFixed(0).padStart(6)} ms`);
+console.log(`  skopeo copy + umoci unpack       ${peer.toFixed(0).padStart(6)} ms`);
+console.log(`  ratio nsinit / (skopeo + umoci)  ${(ours / peer).toFixed(2)}   (target <= 0.50)`);
+mkdirSync(join(REPO, 'bench/results'), { recursive: true });
+writeFileSync(
+  join(REPO, 'bench/results/pull-run.json'),
+  JSON.stringify({ date: new Date().toISOString(), runs, info, samples, ratio: ours / peer }, null, 2),
+);
+cleanup();
