@@ -7,11 +7,10 @@
 // Each subject runs as a fresh process (like the CLI would), so Node's start-up and koffi's load
 // are in our numbers; the blobs are in the page cache for every subject alike.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { gzipSync } from 'node:zlib';
+import { buildUsrImage } from './lib/usr-image.mjs';
 
 const REPO = join(fileURLToPath(import.meta.url), '../..');
 const image = await import(pathToFileURL(join(REPO, 'packages/image/dist/index.js')).href);
@@ -38,45 +37,10 @@ process.on('SIGINT', () => {
   process.exit(130);
 });
 
-// ---- the image: many small files plus big ones, three layers --------------------------------
-const LAYERS = [
-  ['usr/lib/python3.11', 'usr/share/perl'],
-  ['usr/lib/node_modules', 'usr/share/i18n'],
-  ['usr/lib/gcc'],
-];
+// ---- the image: many small files plus big ones, three layers (bench/lib/usr-image.mjs) ------
 const layout = join(work, 'oci');
-const content = await image.ContentStore.open(layout);
-const layers = [];
-const diffIDs = [];
-let files = 0;
-let rawBytes = 0;
-for (const paths of LAYERS) {
-  const present = paths.filter((p) => {
-    try {
-      return statSync(join('/', p)).isDirectory();
-    } catch {
-      return false;
-    }
-  });
-  const tar = execFileSync('tar', ['--numeric-owner', '-cf', '-', '-C', '/', ...present], {
-    maxBuffer: 1 << 30,
-  });
-  files += Number(execFileSync('sh', ['-c', `tar -tf - | wc -l`], { input: tar }).toString().trim());
-  rawBytes += tar.length;
-  const blob = gzipSync(tar, { level: 6 });
-  const digest = await content.put(blob);
-  layers.push({ mediaType: image.MediaType.ociLayerGzip, digest, size: blob.length });
-  diffIDs.push(`sha256:${createHash('sha256').update(tar).digest('hex')}`);
-}
-const config = await content.putJSON(
-  { architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIDs } },
-  image.MediaType.ociConfig,
-);
-const manifest = await content.putJSON(
-  { schemaVersion: 2, mediaType: image.MediaType.ociManifest, config, layers },
-  image.MediaType.ociManifest,
-);
-await content.setRef('bench', manifest);
+const { layers, diffIDs, files, rawBytes } = await buildUsrImage(image, layout);
+const content = await image.ContentStore.open(layout, { create: false });
 const gzBytes = layers.reduce((s, l) => s + l.size, 0);
 const MB = (n) => (n / 1e6).toFixed(1);
 console.log(
