@@ -107,7 +107,9 @@ describe.skipIf(skip !== undefined)(`nsinit run --image ${skip ? `(skipped: ${sk
   }, 120_000);
 
   afterAll(async () => {
-    for (const i of ids) await ns(['delete', '--force', i]).catch(() => undefined);
+    for (const i of ids)
+      if (fs.existsSync(path.join(root, i)) || fs.existsSync(path.join(dataRoot, 'containers', i)))
+        await ns(['delete', '--force', i]).catch(() => undefined);
     await removeNetwork({ root, bridge, force: true }).catch(() => undefined);
     execFileSync('sh', [
       '-c',
@@ -358,6 +360,49 @@ describe.skipIf(skip !== undefined)(`nsinit run --image ${skip ? `(skipped: ${sk
     );
     expect(after).toBe('refused');
   });
+
+  it('50 containers started and removed concurrently: distinct addresses, nothing left behind', async () => {
+    const names = Array.from({ length: 50 }, () => id());
+    // Ten nsinit processes at a time (2 cores); all fifty containers are alive at the end.
+    const pool = async (fn: (name: string) => Promise<void>) => {
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 10 }, async () => {
+          while (next < names.length) await fn(names[next++] as string);
+        }),
+      );
+    };
+    await pool(async (name) => {
+      const r = await ns(
+        ['run', '--image', 'test/busybox', '--name', name, '-d', ...net, '--', 'sleep', '300'],
+        120_000,
+      );
+      expect(r.code, `${name}: ${show(r)}`).toBe(0);
+    });
+    const ips = names.map((name) => {
+      const a = JSON.parse(fs.readFileSync(path.join(root, name, 'network.json'), 'utf8')) as { ip: string };
+      return a.ip;
+    });
+    expect(new Set(ips).size).toBe(50);
+    const inside = await ns(['exec', names[49] as string, 'sh', '-c', 'ip -o -4 addr show eth0']);
+    expect(inside.stdout).toContain(`inet ${ips[49]}/`);
+    await pool(async (name) => {
+      const r = await ns(['delete', '--force', name], 60_000);
+      expect(r.code, `${name}: ${show(r)}`).toBe(0);
+    });
+    const store = JSON.parse(fs.readFileSync(path.join(root, `network@${bridge}.json`), 'utf8')) as {
+      leases: Record<string, unknown>;
+    };
+    expect(Object.keys(store.leases)).toEqual([]);
+    expect(execFileSync('ip', ['-o', 'link', 'show', 'master', bridge], { encoding: 'utf8' }).trim()).toBe(
+      '',
+    );
+    for (const name of names) {
+      expect(fs.existsSync(path.join(root, name))).toBe(false);
+      expect(fs.existsSync(path.join(dataRoot, 'containers', name))).toBe(false);
+    }
+    expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain(`/containers/${names[0]}/`);
+  }, 600_000);
 
   it('a 500-layer image (the overlay limit) mounts and runs', async () => {
     const layers: Buffer[] = [
