@@ -26,6 +26,7 @@ import {
   resolveImage,
 } from '@tsc/image';
 import {
+  Container,
   type ContainerLink,
   createImageBundle,
   defaultSpec,
@@ -39,6 +40,7 @@ import {
   parsePublish,
   prepareNetworkFiles,
   type RuntimeConfig,
+  readAttachment,
   resolveNetworkMode,
   validateId,
 } from '@tsc/libcontainer';
@@ -328,4 +330,44 @@ export async function removeImageContainer(o: { root: string; dataRoot: string; 
   const layers = await LayerStore.open({ root: o.dataRoot });
   await layers.remove(o.id);
   await rm(dir, { recursive: true, force: true });
+}
+
+/**
+ * `inspect` of a container: its OCI state, and for a container made from an image what Docker
+ * shows too: the image, its exposed ports, and the network (address, gateway, MAC, published ports).
+ */
+export function inspectContainer(o: { root: string; dataRoot: string }, id: string): Record<string, unknown> {
+  const state = Container.load(id, o.root).state();
+  const out: Record<string, unknown> = { ...state };
+  const rec = readImageContainer(o.dataRoot, id);
+  if (rec) {
+    out.Image = rec.imageId;
+    out.ImageName = rec.ref ?? rec.image;
+    out.AutoRemove = rec.rm;
+  }
+  const a = readAttachment(o.root, id);
+  if (a) {
+    const ports: Record<string, { HostIp: string; HostPort: string }[] | null> = {};
+    for (const e of a.expose) ports[`${e.port}/${e.protocol}`] = null;
+    for (const p of a.ports) {
+      const key = `${p.containerPort}/${p.protocol}`;
+      const list = ports[key] ?? [];
+      list.push({ HostIp: p.hostIp ?? '0.0.0.0', HostPort: String(p.hostPort) });
+      ports[key] = list;
+    }
+    out.Config = {
+      Hostname: a.hostname,
+      ExposedPorts: Object.fromEntries(a.expose.map((e) => [`${e.port}/${e.protocol}`, {}])),
+    };
+    out.NetworkSettings = {
+      NetworkMode: a.mode,
+      Bridge: a.bridge ?? '',
+      IPAddress: a.ip ?? '',
+      IPPrefixLen: a.prefixLength ?? 0,
+      Gateway: a.gateway ?? '',
+      MacAddress: a.mac ?? '',
+      Ports: ports,
+    };
+  }
+  return out;
 }

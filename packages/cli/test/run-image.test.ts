@@ -338,6 +338,17 @@ describe.skipIf(skip !== undefined)(`nsinit run --image ${skip ? `(skipped: ${sk
       return res?.ok ? await res.text() : undefined;
     });
     expect(page).toBe('hello-web\n');
+    const insp = JSON.parse((await ns(['inspect', web])).stdout) as {
+      Image: string;
+      Config: { ExposedPorts: Record<string, object> };
+      NetworkSettings: { IPAddress: string; Ports: Record<string, { HostIp: string; HostPort: string }[]> };
+    }[];
+    expect(insp[0]?.Image).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(insp[0]?.Config.ExposedPorts).toEqual({ '80/tcp': {} });
+    expect(insp[0]?.NetworkSettings.IPAddress).toMatch(/^172\.30\./);
+    expect(insp[0]?.NetworkSettings.Ports['80/tcp']).toEqual([
+      { HostIp: '127.0.0.1', HostPort: String(port) },
+    ]);
     const client = await ns([
       'run',
       '--image',

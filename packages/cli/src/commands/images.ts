@@ -23,9 +23,10 @@ import {
   saveImages,
   saveImagesToFile,
 } from '@tsc/image';
-import { Container, isContainerError } from '@tsc/libcontainer';
+import { isContainerError } from '@tsc/libcontainer';
 import type { Command } from 'commander';
 import { context, UsageError } from '../context.js';
+import { inspectContainer } from '../image-containers.js';
 
 interface DataRootFlag {
   dataRoot?: string;
@@ -346,7 +347,7 @@ async function inspectAction(
     // Like `docker inspect`: a container of that id first, then an image.
     if (type !== 'image') {
       try {
-        out.push(Container.load(name, context(cmd).root).state());
+        out.push(inspectContainer(context(cmd), name));
         continue;
       } catch (e) {
         if (
