@@ -31,7 +31,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { type Readable, Transform, type TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { type Compression, type Digest, Digester, isImageError, VerifyStream } from '@tsc/image';
+import { type Compression, type Digest, Digester, isImageError, splitDigest, VerifyStream } from '@tsc/image';
 import { closeFd, S } from '@tsc/syscall';
 import { isUnionfsError, UnionfsError } from './errors.js';
 import {
@@ -111,6 +111,8 @@ export interface UnpackLayerResult {
 }
 
 const MAX_SKIPPED = 200;
+/** After a failed entry, blob bytes still read to check the blob's digest before reporting. */
+const DRAIN_LIMIT = 256 << 20;
 const IS_ROOT = process.getuid?.() === 0 && process.getgid?.() === 0;
 const DIR_CACHE = 128;
 const OPAQUE_TRUSTED = 'trusted.overlay.opaque';
@@ -816,6 +818,34 @@ async function decompressor(c: Compression): Promise<Transform | undefined> {
 }
 
 /**
+ * Throws DigestMismatch/SizeMismatch when the file is not the blob `digest` names; reads at most
+ * DRAIN_LIMIT bytes (a bigger file is not judged here).
+ */
+async function checkBlobFile(path: string, digest: Digest, size: number | undefined): Promise<void> {
+  let st: Stats;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (size !== undefined && st.size !== size)
+    throw new UnionfsError('SizeMismatch', `layer ${digest}: ${st.size} bytes, its descriptor gives ${size}`);
+  if (st.size > DRAIN_LIMIT) return;
+  const d = new Digester(splitDigest(digest).algorithm);
+  try {
+    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) d.update(chunk as Buffer);
+  } catch {
+    return;
+  }
+  const got = d.digest();
+  if (got !== digest)
+    throw new UnionfsError(
+      'DigestMismatch',
+      `layer ${digest}: content has digest ${got}, expected ${digest}`,
+    );
+}
+
+/**
  * Unpacks a layer blob (a path or a stream) into `dir`, which must not exist yet: it is created,
  * and removed again when anything fails (a digest mismatch included), so a failure leaves nothing.
  *
@@ -867,18 +897,39 @@ export async function unpackLayer(
         done(null, chunk);
       },
     });
+    // An entry that fails does not end the stream at once when the blob's digest is checked: the
+    // rest is read (not parsed, at most DRAIN_LIMIT bytes of the blob) so that a blob that is not
+    // the one its descriptor names is reported as DigestMismatch/SizeMismatch, not as whatever
+    // its first bad entry happens to be. The entry error is reported when the blob verifies.
+    let entryError: unknown;
+    let readAtError = 0;
+    const drain = verify !== undefined;
     const sink = new Writable({
       highWaterMark: 1 << 20,
       write(chunk: Buffer, _e, done) {
         diff.update(chunk);
+        if (entryError !== undefined) {
+          done(read - readAtError > DRAIN_LIMIT ? (entryError as Error) : undefined);
+          return;
+        }
         try {
           parser.write(chunk);
           done();
         } catch (e) {
-          done(e as Error);
+          if (!drain) {
+            done(e as Error);
+            return;
+          }
+          entryError = e;
+          readAtError = read;
+          done();
         }
       },
       final(done) {
+        if (entryError !== undefined) {
+          done(entryError as Error);
+          return;
+        }
         try {
           parser.finish();
           done();
@@ -920,6 +971,10 @@ export async function unpackLayer(
     if (rootFd !== undefined) closeFd(rootFd);
     rootFd = undefined;
     if (!opts.existing) await rm(dir, { recursive: true, force: true }).catch(() => {});
+    // the stream stopped before the blob was verified (a corrupt compressed stream, a drain past
+    // the limit): a blob file that is not the one named is reported as such
+    if (!isImageError(e) && (e as Error)?.name !== 'AbortError' && typeof blob === 'string' && opts.digest)
+      await checkBlobFile(blob, opts.digest, opts.size);
     if (isImageError(e))
       throw new UnionfsError(e.code === 'SizeMismatch' ? 'SizeMismatch' : 'DigestMismatch', e.message, {
         cause: e,

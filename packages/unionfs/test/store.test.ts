@@ -1,6 +1,7 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import {
   appendFileSync,
+  createReadStream,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -247,6 +248,43 @@ console.log(c.rootfs);`;
         diffID: 'sha256:0000000000000000000000000000000000000000000000000000000000000000',
       }),
     ).rejects.toThrow(/content has digest sha256:[0-9a-f]{64}, expected sha256:/);
+    expect(readdirSync(join(store.dir, 'tmp'))).toEqual([]);
+    expect((await store.list()).length).toBe(4);
+  });
+
+  it('a wrong blob whose entries fail mid-stream is still reported as a digest mismatch', async () => {
+    // l2 alone fails at usr/bin/su2 (a hardlink into l1): the blob's digest wins over that
+    for (let i = 0; i < 10; i++) {
+      const layer = image.layers[1];
+      await expect(
+        store.unpack({
+          blob: image.content.blobPath(layer?.digest ?? 'sha256:'),
+          mediaType: layer?.mediaType ?? '',
+          digest: image.layers[2]?.digest ?? 'sha256:',
+          diffID: 'sha256:0000000000000000000000000000000000000000000000000000000000000000',
+        }),
+      ).rejects.toMatchObject({
+        code: 'DigestMismatch',
+        message: expect.stringMatching(/content has digest sha256:[0-9a-f]{64}, expected sha256:/),
+      });
+      // as a stream too
+      await expect(
+        store.unpack({
+          blob: createReadStream(image.content.blobPath(layer?.digest ?? 'sha256:')),
+          mediaType: layer?.mediaType ?? '',
+          digest: image.layers[0]?.digest ?? 'sha256:',
+        }),
+      ).rejects.toMatchObject({ code: 'DigestMismatch' });
+    }
+    // the right blob still reports the entry
+    const layer = image.layers[1];
+    await expect(
+      store.unpack({
+        blob: image.content.blobPath(layer?.digest ?? 'sha256:'),
+        mediaType: layer?.mediaType ?? '',
+        digest: layer?.digest ?? 'sha256:',
+      }),
+    ).rejects.toThrow(/layer entry "usr\/bin\/su2": hardlink target "bin\/su" is not in the layer/);
     expect(readdirSync(join(store.dir, 'tmp'))).toEqual([]);
     expect((await store.list()).length).toBe(4);
   });
