@@ -1,41 +1,5 @@
-/**
- * The filesystem system calls the unpacker and the drivers make, on top of `@tsc/syscall`.
- *
- * A few calls are not (yet) in `@tsc/syscall`'s table (xattrs, linkat, renameat2, utimensat,
- * syncfs). They are registered here at load time, only when the table lacks them, with the same
- * shape the table uses; they belong in `packages/syscall/src/table.ts` and this block goes away
- * once they are there.
- */
-import { AT, call, isSysError, O, RESOLVE, SYSCALLS, type SyscallDef } from '@tsc/syscall';
-
-type Kind = SyscallDef['args'][number];
-const extra = (name: string, x86_64: number, aarch64: number, args: readonly Kind[]): SyscallDef => ({
-  name,
-  nr: { x86_64, aarch64 },
-  args,
-});
-const EXTRA: readonly SyscallDef[] = [
-  extra('linkat', 265, 37, ['int', 'str', 'int', 'str', 'int']),
-  extra('renameat2', 316, 276, ['int', 'str', 'int', 'str', 'int']),
-  extra('utimensat', 280, 88, ['int', 'str', 'buf', 'int']),
-  extra('fsetxattr', 190, 7, ['int', 'str', 'buf', 'long', 'int']),
-  extra('setxattr', 188, 5, ['str', 'str', 'buf', 'long', 'int']),
-  extra('lsetxattr', 189, 6, ['str', 'str', 'buf', 'long', 'int']),
-  extra('lgetxattr', 192, 9, ['str', 'str', 'buf', 'long']),
-  extra('llistxattr', 195, 12, ['str', 'buf', 'long']),
-  extra('lremovexattr', 198, 15, ['str', 'str']),
-  extra('syncfs', 306, 267, ['int']),
-];
-const table = SYSCALLS as unknown as Record<string, SyscallDef>;
-for (const d of EXTRA) if (!(d.name in table)) table[d.name] = d;
-
-type Arg = number | bigint | string | Buffer | null;
-/** `call()` for names this module registered (or the table's own), untyped by name. */
-const sys = call as unknown as (
-  name: string,
-  args: readonly Arg[],
-  opts?: { op?: string; path?: string },
-) => number;
+/** The filesystem system calls the unpacker and the drivers make, on top of `@tsc/syscall`. */
+import { AT, call, isSysError, O, RESOLVE } from '@tsc/syscall';
 
 export { AT, O, RESOLVE };
 
@@ -82,7 +46,7 @@ export function symlinkat(target: string, dirfd: number, name: string): void {
 }
 
 export function linkat(olddirfd: number, oldname: string, newdirfd: number, newname: string): void {
-  sys('linkat', [olddirfd, oldname, newdirfd, newname, 0], { op: `link ${newname} to ${oldname}` });
+  call('linkat', [olddirfd, oldname, newdirfd, newname, 0], { op: `link ${newname} to ${oldname}` });
 }
 
 export function unlinkat(dirfd: number, name: string, dir: boolean): void {
@@ -103,7 +67,7 @@ export function utimensat(dirfd: number, name: string | null, at: Timespec, mt: 
   times.writeBigInt64LE(BigInt(at.nsec), 8);
   times.writeBigInt64LE(BigInt(mt.sec), 16);
   times.writeBigInt64LE(BigInt(mt.nsec), 24);
-  sys('utimensat', [dirfd, name, times, name === null ? 0 : AT.SYMLINK_NOFOLLOW], {
+  call('utimensat', [dirfd, name, times, name === null ? 0 : AT.SYMLINK_NOFOLLOW], {
     op: `set times of ${name ?? 'fd'}`,
   });
 }
@@ -114,20 +78,20 @@ export interface Timespec {
 }
 
 export function fsetxattr(fd: number, name: string, value: Buffer): void {
-  sys('fsetxattr', [fd, name, value, value.length, 0], { op: `set xattr ${name}` });
+  call('fsetxattr', [fd, name, value, value.length, 0], { op: `set xattr ${name}` });
 }
 
 /** setxattr (follows a final symlink: for `/proc/self/fd/N` paths naming a directory fd). */
 export function setxattr(path: string, name: string, value: Buffer): void {
-  sys('setxattr', [path, name, value, value.length, 0], { op: `set xattr ${name} on ${path}`, path });
+  call('setxattr', [path, name, value, value.length, 0], { op: `set xattr ${name} on ${path}`, path });
 }
 
 export function lsetxattr(path: string, name: string, value: Buffer): void {
-  sys('lsetxattr', [path, name, value, value.length, 0], { op: `set xattr ${name} on ${path}`, path });
+  call('lsetxattr', [path, name, value, value.length, 0], { op: `set xattr ${name} on ${path}`, path });
 }
 
 export function lremovexattr(path: string, name: string): void {
-  sys('lremovexattr', [path, name], { op: `remove xattr ${name} of ${path}`, path });
+  call('lremovexattr', [path, name], { op: `remove xattr ${name} of ${path}`, path });
 }
 
 /** One xattr of `path` (not following a final symlink), or undefined when it has none by that name. */
@@ -135,7 +99,7 @@ export function lgetxattr(path: string, name: string): Buffer | undefined {
   for (;;) {
     let size: number;
     try {
-      size = sys('lgetxattr', [path, name, null, 0]);
+      size = call('lgetxattr', [path, name, null, 0]);
     } catch (e) {
       const c = errCode(e);
       if (c === 'ENODATA' || c === 'ENOTSUP' || c === 'EOPNOTSUPP') return undefined;
@@ -144,7 +108,7 @@ export function lgetxattr(path: string, name: string): Buffer | undefined {
     if (size === 0) return Buffer.alloc(0);
     const buf = Buffer.alloc(size);
     try {
-      const n = sys('lgetxattr', [path, name, buf, size]);
+      const n = call('lgetxattr', [path, name, buf, size]);
       return buf.subarray(0, n);
     } catch (e) {
       if (errCode(e) !== 'ERANGE') throw e; // grew in between
@@ -159,7 +123,7 @@ export function lgetxattrs(path: string): Map<string, Buffer> {
   for (;;) {
     let size: number;
     try {
-      size = sys('llistxattr', [path, null, 0]);
+      size = call('llistxattr', [path, null, 0]);
     } catch (e) {
       const c = errCode(e);
       if (c === 'ENOTSUP' || c === 'EOPNOTSUPP') return out;
@@ -168,7 +132,7 @@ export function lgetxattrs(path: string): Map<string, Buffer> {
     if (size === 0) return out;
     list = Buffer.alloc(size);
     try {
-      list = list.subarray(0, sys('llistxattr', [path, list, size]));
+      list = list.subarray(0, call('llistxattr', [path, list, size]));
       break;
     } catch (e) {
       if (errCode(e) !== 'ERANGE') throw e;
@@ -190,12 +154,12 @@ export function renameat2(
   newname: string,
   flags = 0,
 ): void {
-  sys('renameat2', [olddirfd, oldname, newdirfd, newname, flags], { op: `rename ${oldname} to ${newname}` });
+  call('renameat2', [olddirfd, oldname, newdirfd, newname, flags], { op: `rename ${oldname} to ${newname}` });
 }
 
 /** Flushes the whole filesystem that holds `fd` (cheaper than fsync of every file of a layer). */
 export function syncfs(fd: number): void {
-  sys('syncfs', [fd], { op: 'syncfs' });
+  call('syncfs', [fd], { op: 'syncfs' });
 }
 
 /** `makedev(major, minor)` as the kernel's `dev_t` encoding (glibc's). */
