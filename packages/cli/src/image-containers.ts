@@ -16,10 +16,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import {
   type Digest,
-  MediaType,
   openImageStore,
   parsePlatform,
   type ResolvedImage,
@@ -44,9 +42,8 @@ import {
   resolveNetworkMode,
   validateId,
 } from '@tsc/libcontainer';
-import { chainIDs, LayerStore, OVERLAY_MAX_LAYERS } from '@tsc/unionfs';
+import { LayerStore, OVERLAY_MAX_LAYERS } from '@tsc/unionfs';
 import { UsageError } from './context.js';
-import { initLayerDigest, initLayerTar } from './init-layer.js';
 
 /** What `image.json` records about a container made from an image. */
 export interface ImageContainerRecord {
@@ -254,25 +251,13 @@ export async function prepareImageContainer(
   };
   try {
     await writeJSONAtomic(join(dir, 'image.json'), record);
-    // The init layer (mount points) on top of the image's layers; see init-layer.ts. An image
-    // at overlay's limit of lower layers has no room for it: its mount points go to the
-    // writable layer (and show in diff).
-    const diffIDs = [...image.config.rootfs.diff_ids];
-    if (diffIDs.length < OVERLAY_MAX_LAYERS) {
-      const initTar = initLayerTar();
-      const initDiffID = initLayerDigest(initTar);
-      const top = chainIDs(diffIDs).at(-1);
-      await layers.unpack({
-        blob: Readable.from([initTar]),
-        mediaType: MediaType.ociLayer,
-        digest: initDiffID,
-        size: initTar.length,
-        diffID: initDiffID,
-        ...(top ? { parent: top } : {}),
-      });
-      diffIDs.push(initDiffID);
-    }
-    const prepared = await layers.prepare(id, diffIDs, { volatile: req.rm });
+    // Docker's init layer of mount points (/proc, /sys, /etc/hosts…) between the image and the
+    // writable layer, so diff and commit show only the container's own changes. An image at
+    // overlay's limit of lower layers has no room for it: its mount points go to the writable
+    // layer (and show in diff).
+    const diffIDs = image.config.rootfs.diff_ids;
+    const init = diffIDs.length < OVERLAY_MAX_LAYERS;
+    const prepared = await layers.prepare(id, diffIDs, { volatile: req.rm, init });
     const hostname = (req.hostname ?? id).slice(0, 63);
     const { spec, exposedPorts } = imageSpec({
       config: image.config,
