@@ -13,15 +13,25 @@
  * something {@link removeImageContainer} (called by `delete` and `--rm`) can clean up from.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { createReadStream, createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Transform, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createGzip } from 'node:zlib';
 import {
+  addUnnamed,
+  applyChanges,
   type Digest,
+  Digester,
+  hostPlatform,
+  MediaType,
+  normalizeName,
   openImageStore,
   parsePlatform,
   type ResolvedImage,
   resolveImage,
+  withStoreLease,
 } from '@tsc/image';
 import {
   Container,
@@ -355,4 +365,123 @@ export function inspectContainer(o: { root: string; dataRoot: string }, id: stri
     };
   }
   return out;
+}
+
+/**
+ * `nsinit import`: a root filesystem tarball (plain or gzip) as a one-layer image in the store:
+ * the layer stored gzip'd, its diffID computed while streaming, a config (host platform, the
+ * `--change` instructions, one history entry) and an OCI manifest; named when `ref` is given.
+ * Returns the image ID.
+ */
+export async function importTarball(
+  dataRoot: string,
+  input: string | NodeJS.ReadableStream,
+  o: { file: string; ref?: string; changes?: string[]; message?: string },
+): Promise<Digest> {
+  const store = await openImageStore(dataRoot);
+  const changes = applyChanges({}, o.changes ?? []); // bad instructions fail before any work
+  const tmp = join(dataRoot, 'tmp');
+  await mkdir(tmp, { recursive: true });
+  const base = join(tmp, `import-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const given = `${base}.in`;
+  let spool = given;
+  try {
+    // 1. The input as given, to disk, hashed. 2. Its tar hashed (the diffID), and gzip'd when it
+    // was plain (the layer blob is always gzip).
+    const asGiven = new Digester();
+    await pipeline(
+      typeof input === 'string' ? createReadStream(input) : input,
+      hashing(asGiven),
+      createWriteStream(given),
+    );
+    if (asGiven.size === 0) throw new UsageError(`import ${o.file}: the input is empty`);
+    const head = Buffer.alloc(2);
+    const fh = await open(given, 'r');
+    await fh.read(head, 0, 2, 0);
+    await fh.close();
+    const gzipped = head[0] === 0x1f && head[1] === 0x8b;
+    const raw = new Digester();
+    let layerDigest: Digest;
+    if (gzipped) {
+      await pipeline(
+        createReadStream(given),
+        createGunzip(),
+        hashing(raw),
+        new Writable({ write: (_c, _e, done) => done() }),
+      );
+      layerDigest = asGiven.digest();
+    } else {
+      const packed = new Digester();
+      spool = `${base}.tar.gz`;
+      await pipeline(
+        createReadStream(given),
+        hashing(raw),
+        createGzip({ level: 6 }),
+        hashing(packed),
+        createWriteStream(spool),
+      );
+      layerDigest = packed.digest();
+    }
+    const diffID = raw.digest();
+    const size = (await stat(spool)).size;
+    return await withStoreLease(store, async () => {
+      const w = await store.ingest({ digest: layerDigest, size });
+      if (!w.present) {
+        try {
+          for await (const chunk of createReadStream(spool)) await w.write(chunk as Buffer);
+          await w.commit();
+        } catch (e) {
+          await w.abort();
+          throw e;
+        }
+      }
+      const { architecture, os, variant } = hostPlatform();
+      const created = new Date().toISOString();
+      const config = await store.putJSON(
+        {
+          created,
+          architecture,
+          os,
+          ...(variant ? { variant } : {}),
+          config: changes,
+          rootfs: { type: 'layers', diff_ids: [diffID] },
+          history: [
+            { created, created_by: `nsinit import ${o.file}`, ...(o.message ? { comment: o.message } : {}) },
+          ],
+        },
+        MediaType.ociConfig,
+      );
+      const manifest = await store.putJSON(
+        {
+          schemaVersion: 2,
+          mediaType: MediaType.ociManifest,
+          config,
+          layers: [{ mediaType: MediaType.ociLayerGzip, digest: layerDigest, size }],
+        },
+        MediaType.ociManifest,
+      );
+      if (o.ref !== undefined) await store.setRef(normalizeName(o.ref), manifest);
+      else await addUnnamed(store, manifest);
+      return config.digest;
+    });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR')
+      throw new UsageError(`import ${o.file}: not a valid gzip stream (${(e as Error).message})`);
+    if (code === 'ENOENT' && o.file !== '-') throw new UsageError(`import ${o.file}: no such file`);
+    throw e;
+  } finally {
+    await rm(given, { force: true });
+    await rm(`${base}.tar.gz`, { force: true });
+  }
+}
+
+/** A pass-through that feeds a digester. */
+function hashing(d: Digester): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _e, done) {
+      d.update(chunk);
+      done(null, chunk);
+    },
+  });
 }

@@ -435,6 +435,48 @@ describe.skipIf(skip !== undefined)(`nsinit run --image ${skip ? `(skipped: ${sk
     expect(r.stdout.replace(/ +/g, '')).toBe('499\n1\n499\n');
   }, 180_000);
 
+  it('import makes a one-layer image from a rootfs tarball (plain or gzip) that runs', async () => {
+    const plain = path.join(tmp, 'rootfs.tar');
+    execFileSync('tar', ['-C', buildRootfs(), '-cf', plain, '.']);
+    const r = await ns([
+      'import',
+      '-c',
+      'CMD ["sh","-c","echo imported"]',
+      '-m',
+      'from a tarball',
+      plain,
+      'test/imported:1',
+    ]);
+    expect(r.code, show(r)).toBe(0);
+    expect(r.stdout).toMatch(/^sha256:[0-9a-f]{64}\n$/);
+    const run = await ns(['run', '--image', 'test/imported:1', '--rm', '--network', 'none']);
+    expect(run.stdout, show(run)).toBe('imported\n');
+    execFileSync('gzip', ['-k', plain]);
+    const gz = await ns(['import', `${plain}.gz`, 'test/imported:gz']);
+    expect(gz.code, show(gz)).toBe(0);
+    const run2 = await ns([
+      'run',
+      '--image',
+      'test/imported:gz',
+      '--rm',
+      '--network',
+      'none',
+      '--',
+      'echo',
+      'gz',
+    ]);
+    expect(run2.stdout, show(run2)).toBe('gz\n');
+    const store = await openImageStore(dataRoot);
+    const a = await resolveImage(store, 'test/imported:1');
+    const b = await resolveImage(store, 'test/imported:gz');
+    expect(a.config.rootfs.diff_ids).toEqual(b.config.rootfs.diff_ids); // the same tar inside
+    expect(a.config.history?.[0]?.comment).toBe('from a tarball');
+    const missing = await ns(['import', path.join(tmp, 'nope.tar'), 'test/x']);
+    expect(missing.stderr).toMatch(/^nsinit: import .*nope\.tar: no such file\n$/);
+    const bad = await ns(['import', '-c', 'BOGUS x', plain, 'test/x']);
+    expect(bad.stderr).toMatch(/invalid change "BOGUS x"/);
+  });
+
   it('bad input is one clear line and leaves nothing behind', async () => {
     const cases: [string[], RegExp][] = [
       [

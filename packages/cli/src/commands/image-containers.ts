@@ -22,6 +22,7 @@ import { type Context, context, UsageError } from '../context.js';
 import {
   hasImageContainer,
   type ImageRunFlags,
+  importTarball,
   parseImageRunFlags,
   prepareImageContainer,
   readImageContainer,
@@ -272,6 +273,31 @@ export function register(program: Command): void {
           ...(ref !== undefined ? { ref } : {}),
         });
         process.stdout.write(`${r.id}\n`);
+      },
+    );
+
+  program
+    .command('import')
+    .description('make a one-layer image from a root filesystem tarball (plain or gzip), like docker import')
+    .argument('<file>', 'the tarball, or - for stdin')
+    .argument('[ref]', 'name of the new image (REPOSITORY[:TAG])')
+    .option('-c, --change <instruction>', 'apply a Dockerfile instruction (CMD, ENV, …)', collect)
+    .option('-m, --message <text>', 'commit message for the history')
+    .action(
+      async (
+        file: string,
+        ref: string | undefined,
+        f: { change?: string[]; message?: string },
+        cmd: Command,
+      ) => {
+        const ctx = context(cmd);
+        const id = await importTarball(ctx.dataRoot, file === '-' ? process.stdin : file, {
+          file,
+          ...(ref !== undefined ? { ref } : {}),
+          ...(f.change ? { changes: f.change } : {}),
+          ...(f.message !== undefined ? { message: f.message } : {}),
+        });
+        process.stdout.write(`${id}\n`);
       },
     );
 
