@@ -431,8 +431,11 @@ export async function downloadBlob(
       await ingest.commit();
       return { downloaded, present: false };
     } catch (e) {
-      // Wrong content is deleted (and never retried); a dropped transfer keeps its bytes for a resume.
-      await ingest.abort({ keepPartial: isNetworkFailure(e) });
+      // Wrong content is deleted (and never retried); a dropped transfer keeps its bytes for a
+      // resume — unless it was cut because another blob of the pull had wrong content: a failed
+      // pull then leaves nothing half-made behind.
+      const siblingFailed = options.signal?.aborted === true && isImageError(options.signal.reason);
+      await ingest.abort({ keepPartial: isNetworkFailure(e) && !siblingFailed });
       if (isImageError(e)) throw e;
       if (isRegistryError(e) && e.code === 'NotFound' && isForeign(desc)) {
         const usable = (desc.urls ?? []).filter((u) => /^https?:\/\//.test(u));
