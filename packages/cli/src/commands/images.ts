@@ -12,7 +12,6 @@ import {
   findImage,
   isImageError,
   listImages,
-  loadImages,
   normalizeName,
   openImageStore,
   parseReference,
@@ -20,8 +19,6 @@ import {
   type ResolvedImage,
   resolveImage,
   type StoreImage,
-  saveImages,
-  saveImagesToFile,
 } from '@tsc/image';
 import { isContainerError } from '@tsc/libcontainer';
 import type { Command } from 'commander';
@@ -387,11 +384,14 @@ async function saveAction(
     throw new UsageError(`--format: expected docker or oci, got "${f.format}"`);
   const s = await store(cmd);
   try {
-    if (f.output !== undefined && f.output !== '-')
+    // tar is loaded only for save and load (start-up cost of every other command).
+    if (f.output !== undefined && f.output !== '-') {
+      const { saveImagesToFile } = await import('@tsc/image/archive');
       await saveImagesToFile(f.output, { store: s, names, format });
-    else {
+    } else {
       if (process.stdout.isTTY)
         throw new UsageError('cowardly refusing to write an archive to a terminal: use -o FILE or redirect');
+      const { saveImages } = await import('@tsc/image/archive');
       await saveImages(process.stdout, { store: s, names, format });
     }
   } catch (e) {
@@ -420,6 +420,7 @@ async function loadAction(
     input = process.stdin;
   }
   try {
+    const { loadImages } = await import('@tsc/image/archive');
     const loaded = await loadImages(input as import('node:stream').Readable, { store: s });
     if (f.quiet) return;
     for (const l of loaded) {

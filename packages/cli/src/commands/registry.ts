@@ -1,27 +1,29 @@
 import { join } from 'node:path';
 import {
-  type ClientOptions,
   ContentStore,
-  type Credentials,
-  checkLogin,
   familiarName,
   isImageError,
-  isRegistryError,
-  type PullProgress,
-  type PushProgress,
   parsePlatform,
   parseReference,
-  pull,
-  push,
   type Reference,
-  RegistryClient,
-  removeDockerCredentials,
-  storeDockerCredentials,
-} from '@tsc/registry-client';
+} from '@tsc/image';
+import type { ClientOptions, Credentials, PullProgress, PushProgress } from '@tsc/registry-client';
 import { LayerStore } from '@tsc/unionfs';
 import type { Command } from 'commander';
 import { type Context, context, UsageError } from '../context.js';
-import { ProgressDisplay } from '../progress.js';
+
+// The registry client (undici) and the progress bars (cli-progress) are loaded when a registry
+// command runs, not at every nsinit start (they cost more than starting a container).
+type RegistryModule = typeof import('@tsc/registry-client');
+let registryModule: RegistryModule | undefined;
+async function registry(): Promise<RegistryModule> {
+  registryModule ??= await import('@tsc/registry-client');
+  return registryModule;
+}
+async function progressDisplay(options: { quiet: boolean; out?: NodeJS.WriteStream }) {
+  const { ProgressDisplay } = await import('../progress.js');
+  return new ProgressDisplay(options);
+}
 
 interface RegistryFlags {
   insecureRegistry?: string[];
@@ -74,7 +76,7 @@ function shortId(digest: string): string {
 function fail(verb: string, name: string, e: unknown): never {
   if (isImageError(e) && e.code === 'InvalidReference') throw new UsageError(e.message);
   const msg = e instanceof Error ? e.message : String(e);
-  if (isRegistryError(e) || isImageError(e)) throw new UsageError(`${verb} ${name}: ${msg}`);
+  if (registryModule?.isRegistryError(e) || isImageError(e)) throw new UsageError(`${verb} ${name}: ${msg}`);
   throw new Error(`${verb} ${name}: ${msg}`);
 }
 
@@ -182,13 +184,13 @@ export async function pullImage(ctx: Context, image: string, f: PullFlags): Prom
       throw new UsageError(`--platform: ${(e as Error).message}`);
     }
   }
-  const display = new ProgressDisplay({ quiet: f.quiet === true, ...(f.out ? { out: f.out } : {}) });
+  const display = await progressDisplay({ quiet: f.quiet === true, ...(f.out ? { out: f.out } : {}) });
   const stop = interruptible();
-  const client = new RegistryClient(clientOptions(f));
+  const client = new (await registry()).RegistryClient(clientOptions(f));
   try {
     const store = await ContentStore.open(join(f.dataRoot ?? ctx.dataRoot, 'content'));
     display.print(`${r.digest && !r.tag ? r.digest : r.tag}: Pulling from ${r.path}`);
-    const res = await pull(store, r, {
+    const res = await (await registry()).pull(store, r, {
       client,
       signal: stop.signal,
       ...(f.platform ? { platform: f.platform } : {}),
@@ -268,13 +270,13 @@ export function register(program: Command): void {
     const r = ref(image);
     const name = familiarName(r);
     const source = f.from ? ref(f.from).toString() : r.toString();
-    const display = new ProgressDisplay({ quiet: f.quiet === true });
+    const display = await progressDisplay({ quiet: f.quiet === true });
     const stop = interruptible();
-    const client = new RegistryClient(clientOptions(f));
+    const client = new (await registry()).RegistryClient(clientOptions(f));
     try {
       const store = await ContentStore.open(join(f.dataRoot ?? ctx.dataRoot, 'content'), { create: false });
       display.print(`The push refers to repository [${r.name}]`);
-      const res = await push(store, r, {
+      const res = await (await registry()).push(store, r, {
         client,
         signal: stop.signal,
         source,
@@ -346,8 +348,8 @@ export function register(program: Command): void {
       if (!password) throw new UsageError('login: the password is empty');
       const creds: Credentials = { username, password };
       try {
-        await checkLogin(host, creds, clientOptions(f));
-        await storeDockerCredentials(host, creds);
+        await (await registry()).checkLogin(host, creds, clientOptions(f));
+        await (await registry()).storeDockerCredentials(host, creds);
       } catch (e) {
         fail('login', host, e);
       }
@@ -364,7 +366,7 @@ export function register(program: Command): void {
       const host = serverHost(server);
       let removed: boolean;
       try {
-        removed = await removeDockerCredentials(host);
+        removed = await (await registry()).removeDockerCredentials(host);
       } catch (e) {
         fail('logout', host, e);
       }
