@@ -18,6 +18,12 @@ const bundle = join(dist, 'nsinit.cjs');
 const loader = join(dist, 'nsinit-loader.cjs');
 const cache = `${bundle}.cache`;
 
+/** Package entry → the side bundle that holds it (see the side-bundles plugin). */
+const SIDE_BUNDLES = {
+  '@tsc/registry-client': 'nsinit-registry.cjs',
+  '@tsc/image/archive': 'nsinit-archive.cjs',
+};
+
 await build({
   entryPoints: [join(dist, 'cli.js')],
   bundle: true,
@@ -36,6 +42,17 @@ await build({
   },
   logLevel: 'warning',
   plugins: [
+    {
+      // What only some commands need goes into bundles of its own, read and compiled only when
+      // such a command runs: the registry client (undici alone is a third of the size) and
+      // the archive code (tar). Their dynamic import()s become require()s of the side bundles.
+      name: 'side-bundles',
+      setup(b) {
+        b.onResolve({ filter: /^@tsc\/(registry-client|image\/archive)$/ }, (args) =>
+          args.kind === 'dynamic-import' ? { path: `./${SIDE_BUNDLES[args.path]}`, external: true } : undefined,
+        );
+      },
+    },
     {
       // zod ships ~40 locales (a third of the bundle); error messages here are English,
       // so only `en` is kept. Less to read, compile and collect at every start.
@@ -62,6 +79,24 @@ await build({
   const text = readFileSync(bundle, 'utf8');
   const rewritten = text.replace(/\bimport\(("[^"]+")\)/g, 'Promise.resolve().then(()=>require($1))');
   writeFileSync(bundle, rewritten);
+}
+
+for (const [entry, file] of Object.entries(SIDE_BUNDLES)) {
+  await build({
+    entryPoints: [createRequire(join(here, '..', 'package.json')).resolve(entry)],
+    bundle: true,
+    minify: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    outfile: join(dist, file),
+    external: ['koffi', 'zstd-napi'],
+    define: { 'import.meta.url': '__nsinitBundleUrl' },
+    banner: {
+      js: `var __nsinitBundleUrl = require('node:url').pathToFileURL(${JSON.stringify(join(dist, file))}).href;`,
+    },
+    logLevel: 'warning',
+  });
 }
 
 // The executor binary next to the bundle, where the bundled code looks for it.
