@@ -49,7 +49,9 @@ await build({
       name: 'side-bundles',
       setup(b) {
         b.onResolve({ filter: /^@tsc\/(registry-client|image\/archive)$/ }, (args) =>
-          args.kind === 'dynamic-import' ? { path: `./${SIDE_BUNDLES[args.path]}`, external: true } : undefined,
+          args.kind === 'dynamic-import'
+            ? { path: `./${SIDE_BUNDLES[args.path]}`, external: true }
+            : undefined,
         );
       },
     },
