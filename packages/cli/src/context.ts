@@ -1,3 +1,4 @@
+import { defaultDataRoot } from '@tsc/image';
 import { defaultRoot } from '@tsc/libcontainer';
 import type { Command } from 'commander';
 import { Logger } from './log.js';
@@ -22,14 +23,14 @@ export interface Context {
   log: Logger;
 }
 
-/** The default data root: `$NSINIT_DATA_ROOT`, else /var/lib/nsinit. */
-export const DEFAULT_DATA_ROOT = '/var/lib/nsinit';
+/** commander's accumulator for a repeatable option (`-e A -e B` → `['A', 'B']`). */
+export const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 export function context(cmd: Command): Context {
   const g = cmd.optsWithGlobals() as GlobalOptions;
   return {
     root: g.root ?? defaultRoot(),
-    dataRoot: g.dataRoot ?? (process.env.NSINIT_DATA_ROOT || DEFAULT_DATA_ROOT),
+    dataRoot: g.dataRoot ?? defaultDataRoot(),
     log: new Logger(g.log, g.logFormat === 'json' ? 'json' : 'text'),
   };
 }

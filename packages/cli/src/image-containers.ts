@@ -25,6 +25,7 @@ import {
   type Digest,
   Digester,
   hostPlatform,
+  isImageError,
   MediaType,
   normalizeName,
   openImageStore,
@@ -101,6 +102,11 @@ export interface PreparedImageContainer {
   exposedPorts: string[];
   /** Where `hosts`, `hostname` and `resolv.conf` are (bridge and none modes). */
   filesDir?: string | undefined;
+}
+
+/** An image ID or ID prefix (which no registry can be asked for). */
+function isImageIdLike(s: string): boolean {
+  return /^(sha256:)?[0-9a-f]{4,64}$/.test(s);
 }
 
 /** `<dataRoot>/containers/<id>`: the bundle of an image container. */
@@ -228,6 +234,8 @@ export function parseImageRunFlags(f: ImageRunFlags, cmd: string[]): ImageRunReq
 export async function prepareImageContainer(
   o: { root: string; dataRoot: string },
   req: ImageRunRequest,
+  /** Called when the store lacks the image (named, not by ID): e.g. pull it; it is then looked up again. */
+  onMissing?: () => Promise<void>,
 ): Promise<PreparedImageContainer> {
   const id = req.name ?? newContainerId();
   const dir = imageContainerDir(o.dataRoot, id);
@@ -239,7 +247,15 @@ export async function prepareImageContainer(
     ? Object.entries(linkEnv({ root: o.root, name: id, links: req.links })).map(([k, v]) => `${k}=${v}`)
     : [];
   const store = await openImageStore(o.dataRoot);
-  const image = await resolveImage(store, req.image, req.platform ? parsePlatform(req.platform) : undefined);
+  const platform = req.platform ? parsePlatform(req.platform) : undefined;
+  let image: ResolvedImage;
+  try {
+    image = await resolveImage(store, req.image, platform);
+  } catch (e) {
+    if (!onMissing || !(isImageError(e) && e.code === 'NotFound') || isImageIdLike(req.image)) throw e;
+    await onMissing();
+    image = await resolveImage(store, req.image, platform);
+  }
   const layers = await LayerStore.open({ root: o.dataRoot });
   await layers.unpackImage({
     content: store,

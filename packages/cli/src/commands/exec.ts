@@ -1,6 +1,6 @@
 import { Container, type ExecOptions, loadProcess, type Process } from '@tsc/libcontainer';
 import type { Command } from 'commander';
-import { context, parseIntArg, UsageError } from '../context.js';
+import { collect, context, parseIntArg, UsageError } from '../context.js';
 import { ownConsoleSize, relayTerminal } from '../tty.js';
 
 interface ExecFlags {
@@ -20,8 +20,6 @@ interface ExecFlags {
   apparmor?: string;
   processLabel?: string;
 }
-
-const collect = (v: string, prev: string[]) => [...prev, v];
 
 function parseUser(u: string): { uid: number; gid?: number } {
   const m = /^(\d+)(?::(\d+))?$/.exec(u);

@@ -1,12 +1,5 @@
 import { spawn } from 'node:child_process';
-import {
-  commitImage,
-  type Digest,
-  isImageError,
-  openImageStore,
-  parsePlatform,
-  resolveImage,
-} from '@tsc/image';
+import { commitImage, type Digest, openImageStore, resolveImage } from '@tsc/image';
 import {
   attachNetwork,
   Container,
@@ -18,7 +11,7 @@ import {
 import { closeFd, pidfdOpen, watchReadable } from '@tsc/syscall';
 import { LayerStore } from '@tsc/unionfs';
 import type { Command } from 'commander';
-import { type Context, context, UsageError } from '../context.js';
+import { type Context, collect, context, UsageError } from '../context.js';
 import {
   hasImageContainer,
   type ImageRunFlags,
@@ -30,8 +23,6 @@ import {
 } from '../image-containers.js';
 import { relayTerminal } from '../tty.js';
 import { pullImage } from './registry.js';
-
-const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** The `docker run`-style flags `run --image` adds to `run`. */
 export function addImageRunFlags(cmd: Command): Command {
@@ -104,8 +95,12 @@ export async function runImage(ctx: Context, f: RunFlags, cmdArgs: string[]): Pr
     throw new UsageError(`--pull "${policy}": use missing, never or always`);
   if (policy === 'always')
     await pullImage(ctx, req.image, { out: process.stderr, ...(f.platform ? { platform: f.platform } : {}) });
-  else if (policy === 'missing') await pullIfMissing(ctx, req.image, f.platform);
-  const p = await prepareImageContainer(ctx, req);
+  // Like `docker run`: an image the store lacks is pulled first (progress on stderr).
+  const pullMissing = async () => {
+    process.stderr.write(`Unable to find image '${req.image}' locally\n`);
+    await pullImage(ctx, req.image, { out: process.stderr, ...(f.platform ? { platform: f.platform } : {}) });
+  };
+  const p = await prepareImageContainer(ctx, req, policy === 'missing' ? pullMissing : undefined);
   const { id } = p;
   const opts: CreateOptions = {
     id,
@@ -164,24 +159,6 @@ export async function runImage(ctx: Context, f: RunFlags, cmdArgs: string[]): Pr
   process.exit(r.status);
 }
 
-/** Like `docker run`: an image the store does not have is pulled first (progress on stderr). */
-async function pullIfMissing(ctx: Context, image: string, platform: string | undefined): Promise<void> {
-  const store = await openImageStore(ctx.dataRoot);
-  try {
-    await resolveImage(store, image, platform ? parsePlatform(platform) : undefined);
-    return;
-  } catch (e) {
-    if (!(isImageError(e) && e.code === 'NotFound') || isDigestLike(image)) throw e;
-  }
-  process.stderr.write(`Unable to find image '${image}' locally\n`);
-  await pullImage(ctx, image, { out: process.stderr, ...(platform ? { platform } : {}) });
-}
-
-/** An image ID or ID prefix (which no registry can be asked for). */
-function isDigestLike(s: string): boolean {
-  return /^(sha256:)?[0-9a-f]{4,64}$/.test(s) && !s.includes('/');
-}
-
 /** Deletes the OCI container (force) and, for an image container, everything else it had. */
 async function removeContainer(ctx: Context, id: string): Promise<void> {
   try {
@@ -189,7 +166,7 @@ async function removeContainer(ctx: Context, id: string): Promise<void> {
   } catch (e) {
     if (!(isContainerError(e) && e.code === 'NotFound')) throw e;
   }
-  if (hasImageContainer(ctx.dataRoot, id)) await removeImageContainer({ ...ctx, id });
+  await deleteImageContainer(ctx, id);
 }
 
 /** Called by `delete` after the OCI container is gone: the image container's remains. */

@@ -3,6 +3,7 @@ import {
   ContentStore,
   familiarName,
   isImageError,
+  openImageStore,
   parsePlatform,
   parseReference,
   type Reference,
@@ -10,7 +11,7 @@ import {
 import type { ClientOptions, Credentials, PullProgress, PushProgress } from '@tsc/registry-client';
 import { LayerStore } from '@tsc/unionfs';
 import type { Command } from 'commander';
-import { type Context, context, UsageError } from '../context.js';
+import { type Context, collect, context, UsageError } from '../context.js';
 
 // The registry client (undici) and the progress bars (cli-progress) are loaded when a registry
 // command runs, not at every nsinit start (they cost more than starting a container).
@@ -43,8 +44,6 @@ interface PushFlags extends RegistryFlags {
   dataRoot?: string;
   quiet?: boolean;
 }
-
-const collect = (v: string, all: string[] = []) => [...all, v];
 
 function registryOptions(cmd: Command): Command {
   return cmd
@@ -188,7 +187,7 @@ export async function pullImage(ctx: Context, image: string, f: PullFlags): Prom
   const stop = interruptible();
   const client = new (await registry()).RegistryClient(clientOptions(f));
   try {
-    const store = await ContentStore.open(join(f.dataRoot ?? ctx.dataRoot, 'content'));
+    const store = await openImageStore(f.dataRoot ?? ctx.dataRoot);
     display.print(`${r.digest && !r.tag ? r.digest : r.tag}: Pulling from ${r.path}`);
     const res = await (await registry()).pull(store, r, {
       client,
