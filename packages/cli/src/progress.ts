@@ -64,6 +64,9 @@ export class ProgressDisplay {
     if (this.#quiet) return;
     let line = this.#lines.get(id);
     const isNew = !line;
+    // Bars redraw at most 10 times a second; a state that lasts less (a fast download) would
+    // never be seen. So the old state is drawn once more, as it ended, before a line changes state.
+    if (this.#multi && line && line.status !== status) this.#multi.update();
     if (!line) {
       line = { id, status: '', current: 0, total: 0, showBytes: false, started: Date.now(), startBytes: 0 };
       this.#lines.set(id, line);
