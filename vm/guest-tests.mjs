@@ -162,9 +162,9 @@ check('layout: detectLayout() is unified and no v1 hierarchy can be mounted', as
   }
 });
 
-check('controllers: memory pids cpu io cpuset are enabled at the root', () => {
+check('controllers: memory pids cpu io cpuset hugetlb rdma are enabled at the root', () => {
   const enabled = cat(path.join(ROOT, 'cgroup.subtree_control')).split(/\s+/);
-  for (const c of ['memory', 'pids', 'cpu', 'io', 'cpuset'])
+  for (const c of ['memory', 'pids', 'cpu', 'io', 'cpuset', 'hugetlb', 'rdma'])
     assert(enabled.includes(c), `${c} not in ${enabled}`);
 });
 
@@ -199,7 +199,7 @@ check('create: openCgroup().create() makes one unified dir offering the controll
   eq(m.dirs(), { unified: dirOf(m) }, 'dirs()');
   assert(m.exists(), 'exists() is false after create()');
   const offered = cat(path.join(dirOf(m), 'cgroup.controllers')).split(/\s+/);
-  for (const c of ['memory', 'pids', 'cpu', 'io', 'cpuset'])
+  for (const c of ['memory', 'pids', 'cpu', 'io', 'cpuset', 'hugetlb', 'rdma'])
     assert(offered.includes(c), `${c} not offered in ${m.path}: ${offered}`);
 });
 
@@ -311,6 +311,91 @@ check('cpu: cpu.max "20000 100000" holds a busy loop to ~20% of a CPU', async ()
     `the unlimited loop got only ${(baseline * 100).toFixed(1)}%: the measurement is meaningless`,
   );
   assert((throttled ?? 0) > 0, 'cpu.stat nr_throttled is 0');
+});
+
+// ---------------------------------------------------------------- hugetlb
+const HUGE_2M = '/sys/kernel/mm/hugepages/hugepages-2048kB';
+/**
+ * At least `pages` free 2 MiB huge pages in the pool (nr_hugepages raised as needed) and a
+ * hugetlbfs mount; `done()` removes the files, unmounts and restores nr_hugepages.
+ */
+async function hugePool(pages) {
+  assert(fs.existsSync(HUGE_2M), `no ${HUGE_2M}: this kernel has no 2 MiB huge pages`);
+  const nrFile = path.join(HUGE_2M, 'nr_hugepages');
+  const before = Number(cat(nrFile));
+  const free = Number(cat(path.join(HUGE_2M, 'free_hugepages')));
+  if (free < pages) fs.writeFileSync(nrFile, String(before + pages - free));
+  const got = Number(cat(path.join(HUGE_2M, 'free_hugepages')));
+  assert(got >= pages, `only ${got} free 2 MiB huge pages after raising nr_hugepages (wanted ${pages})`);
+  const mnt = fs.mkdtempSync('/tmp/huge-');
+  const r = await run('mount', ['-t', 'hugetlbfs', '-o', 'pagesize=2M', 'none', mnt]);
+  assert(r.code === 0, `mount hugetlbfs: ${r.err.trim()}`);
+  return {
+    mnt,
+    free: got,
+    done: async () => {
+      for (const f of fs.readdirSync(mnt)) fs.rmSync(path.join(mnt, f));
+      await run('umount', [mnt]);
+      fs.rmdirSync(mnt);
+      fs.writeFileSync(nrFile, String(before));
+    },
+  };
+}
+
+check('hugetlb: hugepageLimits 2MB = 2 pages lets a cgroup fault in 2 huge pages, not a 3rd', async () => {
+  // fallocate(2) on hugetlbfs allocates (faults in) huge pages for the file and charges them to
+  // the caller's cgroup: the reservation to hugetlb.2MB.rsvd.max, the pages to hugetlb.2MB.max.
+  const pool = await hugePool(4);
+  try {
+    const fallocate = async (m, script) => {
+      const c = gated(script);
+      m.addProcess(c.pid);
+      c.release();
+      const r = await c.exited;
+      eq(r, { code: 0, signal: null }, `the fallocate script (stderr: ${c.err().trim()})`);
+      return { out: c.out().trim().replace(/\n/g, ' '), err: c.err().trim() };
+    };
+    // Control: without a limit, 3 pages can be had (the pool really has them).
+    const free = fresh('huge-free');
+    const f0 = `${pool.mnt}/free`;
+    const r0 = await fallocate(free, `fallocate -l 6M ${f0} && echo three=ok || echo three=refused`);
+    eq(r0.out, 'three=ok', `3 huge pages without a limit (stderr: ${r0.err})`);
+    eq(
+      Number(cat(path.join(dirOf(free), 'hugetlb.2MB.current'))),
+      6 * MiB,
+      'hugetlb.2MB.current without a limit',
+    );
+    fs.rmSync(f0);
+
+    const m = fresh('huge');
+    const res = m.apply({ hugepageLimits: [{ pageSize: '2MB', limit: 4 * MiB }] });
+    applied(res, `hugetlb.2MB.max=${4 * MiB}`);
+    const rsvd = fs.existsSync(path.join(dirOf(m), 'hugetlb.2MB.rsvd.max'));
+    if (rsvd) applied(res, `hugetlb.2MB.rsvd.max=${4 * MiB}`);
+    const f = `${pool.mnt}/limited`;
+    const step = (what) => `fallocate ${what} ${f} && echo ok || echo refused`;
+    const r1 = await fallocate(m, `${step('-l 4M')}; ${step('-o 4M -l 2M')}`);
+    eq(r1.out, 'ok refused', `2 pages, then a 3rd (stderr: ${r1.err})`);
+    assert(/No space left|ENOSPC/i.test(r1.err), `the 3rd page's error: ${r1.err}`);
+    eq(Number(cat(path.join(dirOf(m), 'hugetlb.2MB.current'))), 4 * MiB, 'hugetlb.2MB.current');
+    // With the reservation limit lifted (by hand), the fault-time limit alone still refuses the
+    // 3rd page, and hugetlb.2MB.events counts it.
+    let events = keyed(path.join(dirOf(m), 'hugetlb.2MB.events'), 'max') ?? 0;
+    if (rsvd) {
+      fs.writeFileSync(path.join(dirOf(m), 'hugetlb.2MB.rsvd.max'), 'max');
+      const r2 = await fallocate(m, step('-o 4M -l 2M'));
+      eq(r2.out, 'refused', `a 3rd page under hugetlb.2MB.max alone (stderr: ${r2.err})`);
+      const after = keyed(path.join(dirOf(m), 'hugetlb.2MB.events'), 'max') ?? 0;
+      assert(after > events, `hugetlb.2MB.events max did not grow (${events} → ${after})`);
+      events = after;
+    }
+    eq(m.stats().hugetlb['2MB']?.failcnt, events, "stats().hugetlb['2MB'].failcnt");
+    detail(
+      `hugetlb: pool ${pool.free} free pages; unlimited 3 pages ok; limited to 2: ${r1.out} (${r1.err}); hugetlb.2MB.events max ${events}${rsvd ? '' : ' (no rsvd files)'}`,
+    );
+  } finally {
+    await pool.done();
+  }
 });
 
 check('freeze: freeze() stops a counter, thaw() restarts it', async () => {

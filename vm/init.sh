@@ -46,7 +46,7 @@ for ko in $(cat /etc/modules.order); do
   insmod "$ko" || echo "VM-INIT: insmod $ko failed"
 done
 
-for c in memory pids cpu io cpuset; do
+for c in memory pids cpu io cpuset hugetlb rdma; do
   echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control || echo "VM-INIT: cannot enable $c"
 done
 
