@@ -12,7 +12,9 @@
 //   /bin/busybox + applets   busybox-static
 //   /usr/bin/node + the libraries ldd lists for node and every native addon staged (koffi.node),
 //                            with the dynamic loader, at their host paths
-//   /lib/modules/<kver>/...  overlay, veth (+ their modinfo dependencies), for insmod
+//   /lib/modules/<kver>/...  overlay, veth, loop, bfq, rdma_rxe (+ their modinfo dependencies),
+//                            for insmod
+//   /usr/bin/rdma            iproute2's rdma tool (+ its libraries)
 //   /repo/packages/<p>/      package.json + dist of every workspace package
 //   /repo/node_modules/.pnpm the run-time dependency closure, same relative layout and symlinks
 //   /repo/vm/guest-*.mjs     the tests (guest-vitest.mjs and vitest itself only matter with --vitest)
@@ -36,7 +38,14 @@ const OUT = path.resolve(opt('--out', path.join(VM, 'build/initramfs.cpio.gz')))
 const STAGE = `${OUT.replace(/\.cpio(\.gz)?$/, '')}-root`; // vm/build/initramfs-root
 const MODBASE = path.resolve(opt('--modbase', '/')); // MODBASE/lib/modules/<kver>/kernel/...
 const MODROOT = path.join(MODBASE, 'lib/modules');
-const KMODS = ['overlay', 'veth', 'loop'];
+// bfq: io.bfq.weight appears in every cgroup (the io.weight check needs both files); rdma_rxe
+// (soft RoCE, with ib_core and ib_uverbs): an RDMA device for the rdma check. rxe asks the
+// crypto API for "crc32", which the kernel would modprobe (there is no modprobe here, and
+// modinfo lists no dependency): without crc32_generic `rdma link add` fails with ENOENT.
+const KMODS = ['overlay', 'veth', 'loop', 'bfq', 'crc32_generic', 'rdma_rxe'];
+// Host programs the checks use besides busybox (their libraries come along, from ldd):
+// iproute2's rdma makes the rxe device (RDMA_NLDEV_CMD_NEWLINK).
+const HOST_BINS = ['/usr/bin/rdma'];
 // --vitest PKG[,PKG]: also vitest and those packages' src/, test/ and configs, to run the project's
 // own test files in the guest (run.sh does this for a TEST-SELECTION starting with "vitest").
 const VITEST_PKGS = (opt('--vitest', '') ?? '').split(',').filter(Boolean);
@@ -304,7 +313,11 @@ const addons = sh('find', [stageRepo, '-name', '*.node', '-type', 'f'])
   .split('\n')
   .filter((f) => f && !/musl/.test(f)) // koffi ships a musl build too; it is never loaded here
   .map((f) => path.join(REPO, path.relative(stageRepo, f)));
-const libs = copyLibs([nodeBin, ...addons]);
+for (const bin of HOST_BINS) {
+  if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: apt-get install iproute2`);
+  copyFile(bin);
+}
+const libs = copyLibs([nodeBin, ...addons, ...HOST_BINS]);
 
 // ---- /init and the container rootfs ----
 fs.copyFileSync(path.join(VM, 'init.sh'), path.join(STAGE, 'init'));

@@ -398,6 +398,201 @@ check('hugetlb: hugepageLimits 2MB = 2 pages lets a cgroup fault in 2 huge pages
   }
 });
 
+// ---------------------------------------------------------------- io.weight
+/** A loop device over a `mib` MiB file in /tmp (tmpfs in the VM); `done()` detaches it. */
+async function loopDevice(mib) {
+  assert(fs.existsSync('/sys/module/loop'), 'no /sys/module/loop (insmod loop by /init)');
+  const img = fs.mkdtempSync('/tmp/loopimg-') + '/img';
+  fs.writeFileSync(img, Buffer.alloc(mib * MiB, 1));
+  const next = await run('losetup', ['-f']);
+  assert(next.code === 0, `losetup -f: ${next.err.trim()}`);
+  const dev = next.out.trim();
+  const lo = await run('losetup', [dev, img]);
+  assert(lo.code === 0, `losetup ${dev}: ${lo.err.trim()}`);
+  const rdev = fs.statSync(dev).rdev;
+  return {
+    dev,
+    major: Math.floor(rdev / 256),
+    minor: rdev % 256,
+    name: path.basename(dev),
+    done: async () => {
+      await run('losetup', ['-d', dev]);
+      fs.rmSync(path.dirname(img), { recursive: true, force: true });
+    },
+  };
+}
+/** rbytes of device `majmin` in a cgroup's io.stat. */
+function rbytes(m, majmin) {
+  const line = cat(path.join(dirOf(m), 'io.stat'))
+    .split('\n')
+    .find((l) => l.startsWith(`${majmin} `));
+  return Number(line?.match(/\brbytes=(\d+)/)?.[1] ?? 0);
+}
+/** Bytes two cgroups read from `majmin` during `ms` (after a short settling time). */
+async function readShare(a, b, majmin, ms) {
+  await sleep(500);
+  const a0 = rbytes(a, majmin);
+  const b0 = rbytes(b, majmin);
+  const t = Date.now();
+  await sleep(ms);
+  return { a: rbytes(a, majmin) - a0, b: rbytes(b, majmin) - b0, ms: Date.now() - t };
+}
+const mibs = (n) => `${(n / MiB).toFixed(1)} MiB`;
+
+check('io.weight: blockIO.weight 100 vs 1000 splits an iocost-controlled device by weight', async () => {
+  // iocost (io.cost.qos/io.cost.model, CONFIG_BLK_CGROUP_IOCOST) weighs cgroups by io.weight;
+  // BFQ (a module, loaded by /init) adds io.bfq.weight to every cgroup whatever the device's
+  // scheduler, so both files exist here and the weight must reach io.weight too.
+  const qos = path.join(ROOT, 'io.cost.qos');
+  assert(fs.existsSync(qos), 'no io.cost.qos at the root (kernel without CONFIG_BLK_CGROUP_IOCOST?)');
+  const lo = await loopDevice(64);
+  const majmin = `${lo.major}:${lo.minor}`;
+  try {
+    // A fixed cost model of 16 MiB/s and vrate pinned at 100% (min = max): the device's budget
+    // is 16 MiB/s whatever TCG makes of the loop device's real speed (much faster), so two busy
+    // readers always compete and iocost splits the budget by their hierarchical weights.
+    const k = 16 * MiB;
+    fs.writeFileSync(
+      path.join(ROOT, 'io.cost.model'),
+      `${majmin} ctrl=user model=linear rbps=${k} rseqiops=${k / 4096} rrandiops=${k / 4096} wbps=${k} wseqiops=${k / 4096} wrandiops=${k / 4096}`,
+    );
+    fs.writeFileSync(qos, `${majmin} enable=1 ctrl=user min=100.00 max=100.00`);
+    const q = cat(qos)
+      .split('\n')
+      .find((l) => l.startsWith(`${majmin} `));
+    assert(/enable=1/.test(q ?? ''), `io.cost.qos for ${majmin}: ${q}`);
+    const a = fresh('io-a');
+    const b = fresh('io-b');
+    const ra = a.apply({ blockIO: { weight: 100 } });
+    const rb = b.apply({ blockIO: { weight: 1000 } });
+    applied(ra, 'io.weight=910'); // 1 + (100 - 10) * 9999 / 990
+    applied(rb, 'io.weight=10000');
+    eq(cat(path.join(dirOf(a), 'io.weight')), 'default 910', 'io.weight of the light cgroup');
+    const reader = `while :; do dd if=${lo.dev} of=/dev/null bs=256k count=64 iflag=direct 2>/dev/null || { echo dd failed >&2; exit 1; }; done`;
+    const ca = gated(reader);
+    const cb = gated(reader);
+    a.addProcess(ca.pid);
+    b.addProcess(cb.pid);
+    ca.release();
+    cb.release();
+    const s1 = await readShare(a, b, majmin, 2000);
+    assert(alive(ca.pid) && alive(cb.pid), `a reader stopped: ${ca.err()} ${cb.err()}`);
+    // update() swaps the weights under the running readers: the split must follow.
+    a.update({ blockIO: { weight: 1000 } });
+    b.update({ blockIO: { weight: 100 } });
+    const s2 = await readShare(a, b, majmin, 2000);
+    a.kill();
+    b.kill();
+    detail(
+      `io.weight on ${lo.name} (iocost, model 16 MiB/s): weights 100/1000 read ${mibs(s1.a)} / ${mibs(s1.b)} in ${s1.ms} ms (${(s1.b / Math.max(s1.a, 1)).toFixed(1)}x); swapped by update(): ${mibs(s2.a)} / ${mibs(s2.b)} in ${s2.ms} ms (${(s2.a / Math.max(s2.b, 1)).toFixed(1)}x)`,
+    );
+    assert(s1.a > 0 && s2.b > 0, 'the light reader read nothing at all (not a share, a stall)');
+    assert(
+      s1.b >= 2 * s1.a,
+      `weights 100/1000: the heavy cgroup read ${mibs(s1.b)}, the light ${mibs(s1.a)}`,
+    );
+    assert(s2.a >= 2 * s2.b, `after update() swapped them: ${mibs(s2.a)} (now heavy) vs ${mibs(s2.b)}`);
+  } finally {
+    try {
+      fs.writeFileSync(qos, `${majmin} enable=0`);
+    } catch {
+      // the device may be gone
+    }
+    await lo.done();
+  }
+});
+
+// ---------------------------------------------------------------- rdma
+/**
+ * Run in a cgroup: open the uverbs device argv[2] argv[3] times and issue the verbs GET_CONTEXT
+ * command on each fd (each context is one hca_handle of the rdma controller), keeping them open;
+ * print the results and the cgroup's rdma.current as JSON.
+ */
+const UVERBS_HELPER = `
+import * as fs from 'node:fs';
+const { call, bufferAddress } = await import(process.env.TSC_SYSCALL_URL);
+const [dev, n] = process.argv.slice(2);
+const keep = [];
+const results = [];
+for (let i = 0; i < Number(n); i++) {
+  const fd = fs.openSync(dev, 'r+');
+  const resp = Buffer.alloc(64);
+  const cmd = Buffer.alloc(16);
+  cmd.writeUInt32LE(0, 0); // IB_USER_VERBS_CMD_GET_CONTEXT
+  cmd.writeUInt16LE(4, 4); // in_words: header + struct ib_uverbs_get_context, in 4-byte words
+  cmd.writeUInt16LE(2, 6); // out_words: struct ib_uverbs_get_context_resp
+  cmd.writeBigUInt64LE(bufferAddress(resp), 8); // response
+  keep.push(fd, resp, cmd);
+  try {
+    call('write', [fd, cmd, cmd.length]);
+    results.push('ok');
+  } catch (e) {
+    results.push(e.code ?? String(e));
+  }
+}
+const own = fs.readFileSync('/proc/self/cgroup', 'utf8').trim().replace(/^0::/, '');
+const current = fs.readFileSync('/sys/fs/cgroup' + own + '/rdma.current', 'utf8').trim();
+console.log(JSON.stringify({ results, current }));
+`;
+
+check('rdma: rdma.max hca_handle=2 allows 2 verbs contexts on a soft-RoCE device, not a 3rd', async () => {
+  assert(fs.existsSync('/sys/module/rdma_rxe'), 'no /sys/module/rdma_rxe (insmod by /init)');
+  const ibdev = 'tscrxe';
+  const undo = [];
+  try {
+    const sh = async (cmd, argv) => {
+      const r = await run(cmd, argv);
+      assert(r.code === 0, `${cmd} ${argv.join(' ')}: ${r.err.trim() || `exit ${r.code}`}`);
+    };
+    // (busybox ip ignores "peer name": the kernel names the peer, which goes with tscrxe0)
+    await sh('ip', ['link', 'add', 'tscrxe0', 'type', 'veth']);
+    undo.push(() => run('ip', ['link', 'del', 'tscrxe0']));
+    await sh('ip', ['link', 'set', 'tscrxe0', 'up']);
+    // iproute2's rdma: RDMA_NLDEV_CMD_NEWLINK, a soft-RoCE device over the veth
+    await sh('rdma', ['link', 'add', ibdev, 'type', 'rxe', 'netdev', 'tscrxe0']);
+    undo.unshift(() => run('rdma', ['link', 'delete', ibdev]));
+    const verbs = '/sys/class/infiniband_verbs';
+    let node;
+    await waitFor(`a uverbs device for ${ibdev}`, () => {
+      for (const d of fs.existsSync(verbs) ? fs.readdirSync(verbs) : []) {
+        const f = path.join(verbs, d, 'ibdev');
+        if (d.startsWith('uverbs') && fs.existsSync(f) && cat(f) === ibdev) node = `/dev/infiniband/${d}`;
+      }
+      return node !== undefined && fs.existsSync(node);
+    });
+    const helper = path.join(fs.mkdtempSync('/tmp/uverbs-'), 'contexts.mjs');
+    fs.writeFileSync(helper, UVERBS_HELPER);
+    const syscallUrl = pathToFileURL(path.join(REPO, 'packages/syscall/dist/index.js')).href;
+    const contexts = async (m, n) => {
+      const c = gated(`TSC_SYSCALL_URL=${syscallUrl} exec node ${helper} ${node} ${n}`);
+      m.addProcess(c.pid);
+      c.release();
+      const r = await c.exited;
+      eq(r, { code: 0, signal: null }, `the uverbs helper (stderr: ${c.err().trim()})`);
+      return JSON.parse(c.out().trim());
+    };
+    // Control: without a limit, 3 contexts open (the device and the helper work).
+    const free = fresh('rdma-free');
+    const r0 = await contexts(free, 3);
+    eq(r0.results, ['ok', 'ok', 'ok'], 'GET_CONTEXT x3 without a limit');
+    const m = fresh('rdma');
+    applied(m.apply({ rdma: { [ibdev]: { hcaHandles: 2 } } }), `rdma.max=${ibdev} hca_handle=2`);
+    assert(
+      new RegExp(`^${ibdev} hca_handle=2 hca_object=max$`, 'm').test(cat(path.join(dirOf(m), 'rdma.max'))),
+      `rdma.max: ${cat(path.join(dirOf(m), 'rdma.max'))}`,
+    );
+    const r1 = await contexts(m, 3);
+    detail(
+      `rdma: ${ibdev} over a veth (${node}); unlimited: ${r0.results.join(' ')} (rdma.current ${r0.current}); hca_handle=2: ${r1.results.join(' ')} (rdma.current ${r1.current})`,
+    );
+    eq(r1.results, ['ok', 'ok', 'EAGAIN'], 'GET_CONTEXT x3 with hca_handle=2');
+    assert(new RegExp(`^${ibdev} hca_handle=2 `, 'm').test(r1.current), `rdma.current: ${r1.current}`);
+    fs.rmSync(path.dirname(helper), { recursive: true, force: true });
+  } finally {
+    for (const u of undo) await u();
+  }
+});
+
 check('freeze: freeze() stops a counter, thaw() restarts it', async () => {
   const m = fresh('freeze');
   const c = gated('i=0; while :; do i=$((i+1)); echo $i; done');

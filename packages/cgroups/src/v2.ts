@@ -269,10 +269,17 @@ function planIo(
       `neither io.bfq.weight (BFQ) nor io.weight (io.cost) exists in ${dir}: no proportional-weight I/O control`,
     );
   }
-  // BFQ takes OCI weights as they are (1..1000); io.weight needs them converted to 1..10000.
+  // Two independent mechanisms weigh I/O on v2: BFQ (io.bfq.weight, on devices whose scheduler is
+  // bfq) and iocost (io.weight, on devices with io.cost.qos enable=1). Loading the bfq module adds
+  // io.bfq.weight to every cgroup whatever the devices use, so where both files exist the weight
+  // goes to both (writing only io.bfq.weight, as runc does, leaves iocost devices unweighted; the
+  // VM check proves it). BFQ takes OCI weights as they are (1..1000); io.weight needs them
+  // converted to 1..10000.
   if (b.weight !== undefined) {
     if (bfq) write(plan, 'blockIO.weight', dir, 'io.bfq.weight', String(b.weight));
-    else write(plan, 'blockIO.weight', dir, 'io.weight', String(blkioWeightToIOWeight(b.weight)));
+    if (ioWeight || !bfq) {
+      write(plan, 'blockIO.weight', dir, 'io.weight', String(blkioWeightToIOWeight(b.weight)));
+    }
   }
   if (b.leafWeight !== undefined) skip(plan, 'blockIO.leafWeight', LEAF_WEIGHT);
   // Per-device BFQ weights need Linux 5.4: older kernels show a single number in io.bfq.weight.
@@ -282,13 +289,14 @@ function planIo(
     const dev = `${d.major}:${d.minor}`;
     if (d.weight !== undefined) {
       if (bfqPerDevice) write(plan, f, dir, 'io.bfq.weight', `${dev} ${d.weight}`);
-      else if (ioWeight) write(plan, f, dir, 'io.weight', `${dev} ${blkioWeightToIOWeight(d.weight)}`);
-      else
+      if (ioWeight) write(plan, f, dir, 'io.weight', `${dev} ${blkioWeightToIOWeight(d.weight)}`);
+      if (!bfqPerDevice && !ioWeight) {
         skip(
           plan,
           f,
           'io.bfq.weight takes no per-device weights before Linux 5.4, and there is no io.weight',
         );
+      }
     }
     if (d.leafWeight !== undefined) skip(plan, `${f}.leafWeight`, LEAF_WEIGHT);
   });

@@ -80,7 +80,7 @@ const omit = (files: Record<string, string>, ...names: string[]): Record<string,
   Object.fromEntries(Object.entries(files).filter(([k]) => !names.includes(k)));
 
 describe('v2 files', () => {
-  it('blockIO: BFQ takes raw weights (also per device), io.max gets one line per device', () => {
+  it('blockIO: BFQ takes raw weights (also per device), io.weight (iocost) converted ones, io.max one line per device', () => {
     const dir = makeDir('v2', V2);
     const r = v2(dir, {
       blockIO: {
@@ -95,9 +95,12 @@ describe('v2 files', () => {
         throttleWriteBpsDevice: [{ major: 8, minor: 16, rate: 2048 }],
       },
     });
+    // BFQ loaded and iocost built in: both files, each in its own scale
     expect(r.applied).toEqual([
       'io.bfq.weight=500',
+      'io.weight=4950',
       'io.bfq.weight=8:0 200',
+      'io.weight=8:0 1920',
       'io.max=8:0 rbps=1048576 wiops=100',
       'io.max=8:16 rbps=max wbps=2048', // rate 0 = no limit, as in v1
     ]);
