@@ -505,93 +505,113 @@ check('io.weight: blockIO.weight 100 vs 1000 splits an iocost-controlled device 
 // ---------------------------------------------------------------- rdma
 /**
  * Run in a cgroup: open the uverbs device argv[2] argv[3] times and issue the verbs GET_CONTEXT
- * command on each fd (each context is one hca_handle of the rdma controller), keeping them open;
- * print the results and the cgroup's rdma.current as JSON.
+ * command on each fd (each context is one hca_handle of the rdma controller), then ALLOC_PD
+ * argv[4] times on the first context (each protection domain is one hca_object), keeping it all
+ * open; print the results and the cgroup's rdma.current as JSON.
  */
 const UVERBS_HELPER = `
 import * as fs from 'node:fs';
 const { call, bufferAddress } = await import(process.env.TSC_SYSCALL_URL);
-const [dev, n] = process.argv.slice(2);
+const [dev, contexts, pds] = process.argv.slice(2).map((a, i) => (i === 0 ? a : Number(a)));
 const keep = [];
-const results = [];
-for (let i = 0; i < Number(n); i++) {
-  const fd = fs.openSync(dev, 'r+');
+/** A legacy uverbs command: header, then the user address of the response buffer. */
+function command(fd, cmdNr, outWords) {
   const resp = Buffer.alloc(64);
   const cmd = Buffer.alloc(16);
-  cmd.writeUInt32LE(0, 0); // IB_USER_VERBS_CMD_GET_CONTEXT
-  cmd.writeUInt16LE(4, 4); // in_words: header + struct ib_uverbs_get_context, in 4-byte words
-  cmd.writeUInt16LE(2, 6); // out_words: struct ib_uverbs_get_context_resp
+  cmd.writeUInt32LE(cmdNr, 0);
+  cmd.writeUInt16LE(cmd.length / 4, 4); // in_words: header + the command's struct
+  cmd.writeUInt16LE(outWords, 6);
   cmd.writeBigUInt64LE(bufferAddress(resp), 8); // response
-  keep.push(fd, resp, cmd);
+  keep.push(resp, cmd);
   try {
     call('write', [fd, cmd, cmd.length]);
-    results.push('ok');
+    return 'ok';
   } catch (e) {
-    results.push(e.code ?? String(e));
+    return e.code ?? String(e);
   }
 }
+const fds = [];
+const ctx = [];
+for (let i = 0; i < contexts; i++) {
+  const fd = fs.openSync(dev, 'r+');
+  fds.push(fd);
+  ctx.push(command(fd, 0, 2)); // IB_USER_VERBS_CMD_GET_CONTEXT, resp: async_fd, num_comp_vectors
+}
+const pd = [];
+for (let i = 0; i < pds; i++) pd.push(command(fds[0], 3, 1)); // IB_USER_VERBS_CMD_ALLOC_PD, resp: pd_handle
 const own = fs.readFileSync('/proc/self/cgroup', 'utf8').trim().replace(/^0::/, '');
 const current = fs.readFileSync('/sys/fs/cgroup' + own + '/rdma.current', 'utf8').trim();
-console.log(JSON.stringify({ results, current }));
+console.log(JSON.stringify({ ctx, pd, current }));
 `;
 
-check('rdma: rdma.max hca_handle=2 allows 2 verbs contexts on a soft-RoCE device, not a 3rd', async () => {
-  assert(fs.existsSync('/sys/module/rdma_rxe'), 'no /sys/module/rdma_rxe (insmod by /init)');
-  const ibdev = 'tscrxe';
-  const undo = [];
-  try {
-    const sh = async (cmd, argv) => {
-      const r = await run(cmd, argv);
-      assert(r.code === 0, `${cmd} ${argv.join(' ')}: ${r.err.trim() || `exit ${r.code}`}`);
-    };
-    // (busybox ip ignores "peer name": the kernel names the peer, which goes with tscrxe0)
-    await sh('ip', ['link', 'add', 'tscrxe0', 'type', 'veth']);
-    undo.push(() => run('ip', ['link', 'del', 'tscrxe0']));
-    await sh('ip', ['link', 'set', 'tscrxe0', 'up']);
-    // iproute2's rdma: RDMA_NLDEV_CMD_NEWLINK, a soft-RoCE device over the veth
-    await sh('rdma', ['link', 'add', ibdev, 'type', 'rxe', 'netdev', 'tscrxe0']);
-    undo.unshift(() => run('rdma', ['link', 'delete', ibdev]));
-    const verbs = '/sys/class/infiniband_verbs';
-    let node;
-    await waitFor(`a uverbs device for ${ibdev}`, () => {
-      for (const d of fs.existsSync(verbs) ? fs.readdirSync(verbs) : []) {
-        const f = path.join(verbs, d, 'ibdev');
-        if (d.startsWith('uverbs') && fs.existsSync(f) && cat(f) === ibdev) node = `/dev/infiniband/${d}`;
-      }
-      return node !== undefined && fs.existsSync(node);
-    });
-    const helper = path.join(fs.mkdtempSync('/tmp/uverbs-'), 'contexts.mjs');
-    fs.writeFileSync(helper, UVERBS_HELPER);
-    const syscallUrl = pathToFileURL(path.join(REPO, 'packages/syscall/dist/index.js')).href;
-    const contexts = async (m, n) => {
-      const c = gated(`TSC_SYSCALL_URL=${syscallUrl} exec node ${helper} ${node} ${n}`);
-      m.addProcess(c.pid);
-      c.release();
-      const r = await c.exited;
-      eq(r, { code: 0, signal: null }, `the uverbs helper (stderr: ${c.err().trim()})`);
-      return JSON.parse(c.out().trim());
-    };
-    // Control: without a limit, 3 contexts open (the device and the helper work).
-    const free = fresh('rdma-free');
-    const r0 = await contexts(free, 3);
-    eq(r0.results, ['ok', 'ok', 'ok'], 'GET_CONTEXT x3 without a limit');
-    const m = fresh('rdma');
-    applied(m.apply({ rdma: { [ibdev]: { hcaHandles: 2 } } }), `rdma.max=${ibdev} hca_handle=2`);
-    assert(
-      new RegExp(`^${ibdev} hca_handle=2 hca_object=max$`, 'm').test(cat(path.join(dirOf(m), 'rdma.max'))),
-      `rdma.max: ${cat(path.join(dirOf(m), 'rdma.max'))}`,
-    );
-    const r1 = await contexts(m, 3);
-    detail(
-      `rdma: ${ibdev} over a veth (${node}); unlimited: ${r0.results.join(' ')} (rdma.current ${r0.current}); hca_handle=2: ${r1.results.join(' ')} (rdma.current ${r1.current})`,
-    );
-    eq(r1.results, ['ok', 'ok', 'EAGAIN'], 'GET_CONTEXT x3 with hca_handle=2');
-    assert(new RegExp(`^${ibdev} hca_handle=2 `, 'm').test(r1.current), `rdma.current: ${r1.current}`);
-    fs.rmSync(path.dirname(helper), { recursive: true, force: true });
-  } finally {
-    for (const u of undo) await u();
-  }
-});
+check(
+  'rdma: rdma.max hca_handle=2 hca_object=1 allows 2 verbs contexts and 1 PD on a soft-RoCE device, not more',
+  async () => {
+    assert(fs.existsSync('/sys/module/rdma_rxe'), 'no /sys/module/rdma_rxe (insmod by /init)');
+    const ibdev = 'tscrxe';
+    const undo = [];
+    try {
+      const sh = async (cmd, argv) => {
+        const r = await run(cmd, argv);
+        assert(r.code === 0, `${cmd} ${argv.join(' ')}: ${r.err.trim() || `exit ${r.code}`}`);
+      };
+      // (busybox ip ignores "peer name": the kernel names the peer, which goes with tscrxe0)
+      await sh('ip', ['link', 'add', 'tscrxe0', 'type', 'veth']);
+      undo.push(() => run('ip', ['link', 'del', 'tscrxe0']));
+      await sh('ip', ['link', 'set', 'tscrxe0', 'up']);
+      // iproute2's rdma: RDMA_NLDEV_CMD_NEWLINK, a soft-RoCE device over the veth
+      await sh('rdma', ['link', 'add', ibdev, 'type', 'rxe', 'netdev', 'tscrxe0']);
+      undo.unshift(() => run('rdma', ['link', 'delete', ibdev]));
+      const verbsClass = '/sys/class/infiniband_verbs';
+      let node;
+      await waitFor(`a uverbs device for ${ibdev}`, () => {
+        for (const d of fs.existsSync(verbsClass) ? fs.readdirSync(verbsClass) : []) {
+          const f = path.join(verbsClass, d, 'ibdev');
+          if (d.startsWith('uverbs') && fs.existsSync(f) && cat(f) === ibdev) node = `/dev/infiniband/${d}`;
+        }
+        return node !== undefined && fs.existsSync(node);
+      });
+      const helper = path.join(fs.mkdtempSync('/tmp/uverbs-'), 'contexts.mjs');
+      fs.writeFileSync(helper, UVERBS_HELPER);
+      const syscallUrl = pathToFileURL(path.join(REPO, 'packages/syscall/dist/index.js')).href;
+      const verbs = async (m, contexts, pds) => {
+        const c = gated(`TSC_SYSCALL_URL=${syscallUrl} exec node ${helper} ${node} ${contexts} ${pds}`);
+        m.addProcess(c.pid);
+        c.release();
+        const r = await c.exited;
+        eq(r, { code: 0, signal: null }, `the uverbs helper (stderr: ${c.err().trim()})`);
+        return JSON.parse(c.out().trim());
+      };
+      // Control: without a limit, 3 contexts and 2 protection domains (the device and the helper work).
+      const free = fresh('rdma-free');
+      const r0 = await verbs(free, 3, 2);
+      eq(
+        [r0.ctx, r0.pd],
+        [
+          ['ok', 'ok', 'ok'],
+          ['ok', 'ok'],
+        ],
+        'GET_CONTEXT x3, ALLOC_PD x2 without a limit',
+      );
+      const m = fresh('rdma');
+      applied(
+        m.apply({ rdma: { [ibdev]: { hcaHandles: 2, hcaObjects: 1 } } }),
+        `rdma.max=${ibdev} hca_handle=2 hca_object=1`,
+      );
+      eq(cat(path.join(dirOf(m), 'rdma.max')), `${ibdev} hca_handle=2 hca_object=1`, 'rdma.max');
+      const r1 = await verbs(m, 3, 2);
+      detail(
+        `rdma: ${ibdev} over a veth (${node}); unlimited: contexts ${r0.ctx.join(' ')}, PDs ${r0.pd.join(' ')} (rdma.current ${r0.current}); hca_handle=2 hca_object=1: contexts ${r1.ctx.join(' ')}, PDs ${r1.pd.join(' ')} (rdma.current ${r1.current})`,
+      );
+      eq(r1.ctx, ['ok', 'ok', 'EAGAIN'], 'GET_CONTEXT x3 with hca_handle=2');
+      eq(r1.pd, ['ok', 'EAGAIN'], 'ALLOC_PD x2 with hca_object=1');
+      eq(r1.current, `${ibdev} hca_handle=2 hca_object=1`, 'rdma.current with the limits');
+      fs.rmSync(path.dirname(helper), { recursive: true, force: true });
+    } finally {
+      for (const u of undo) await u();
+    }
+  },
+);
 
 check('freeze: freeze() stops a counter, thaw() restarts it', async () => {
   const m = fresh('freeze');
