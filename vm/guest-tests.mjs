@@ -404,9 +404,14 @@ async function loopDevice(mib) {
   assert(fs.existsSync('/sys/module/loop'), 'no /sys/module/loop (insmod loop by /init)');
   const img = fs.mkdtempSync('/tmp/loopimg-') + '/img';
   fs.writeFileSync(img, Buffer.alloc(mib * MiB, 1));
-  const next = await run('losetup', ['-f']);
-  assert(next.code === 0, `losetup -f: ${next.err.trim()}`);
-  const dev = next.out.trim();
+  // The first unbound loop device (/sys/block/loopN without a loop/ dir). busybox `losetup -f`
+  // printed nothing once loop0 had been used and detached here.
+  const free = fs
+    .readdirSync('/sys/block')
+    .filter((d) => /^loop\d+$/.test(d) && !fs.existsSync(`/sys/block/${d}/loop`))
+    .sort((x, y) => Number(x.slice(4)) - Number(y.slice(4)));
+  assert(free.length > 0, `no unbound loop device in /sys/block: ${fs.readdirSync('/sys/block')}`);
+  const dev = `/dev/${free[0]}`;
   const lo = await run('losetup', [dev, img]);
   assert(lo.code === 0, `losetup ${dev}: ${lo.err.trim()}`);
   const rdev = fs.statSync(dev).rdev;
@@ -417,6 +422,9 @@ async function loopDevice(mib) {
     name: path.basename(dev),
     done: async () => {
       await run('losetup', ['-d', dev]);
+      // detached for real only once the last opener closed it (else autoclear is pending, and
+      // `losetup -f` of the next check finds nothing)
+      await waitFor(`${dev} to detach`, () => !fs.existsSync(`/sys/block/${path.basename(dev)}/loop`));
       fs.rmSync(path.dirname(img), { recursive: true, force: true });
     },
   };
@@ -483,6 +491,7 @@ check('io.weight: blockIO.weight 100 vs 1000 splits an iocost-controlled device 
     const s2 = await readShare(a, b, majmin, 2000);
     a.kill();
     b.kill();
+    await waitFor('the readers to die', () => a.pids().length === 0 && b.pids().length === 0);
     detail(
       `io.weight on ${lo.name} (iocost, model 16 MiB/s): weights 100/1000 read ${mibs(s1.a)} / ${mibs(s1.b)} in ${s1.ms} ms (${(s1.b / Math.max(s1.a, 1)).toFixed(1)}x); swapped by update(): ${mibs(s2.a)} / ${mibs(s2.b)} in ${s2.ms} ms (${(s2.a / Math.max(s2.b, 1)).toFixed(1)}x)`,
     );
@@ -881,6 +890,7 @@ check(
     const next = await run('losetup', ['-f']);
     assert(next.code === 0, `losetup -f: ${next.err.trim()}`);
     const dev = next.out.trim();
+    assert(dev, `losetup -f found no free loop device: ${next.err.trim()}`);
     const lo = await run('losetup', [dev, img]);
     assert(lo.code === 0, `losetup ${dev}: ${lo.err.trim()}`);
     const rdev = fs.statSync(dev).rdev;
