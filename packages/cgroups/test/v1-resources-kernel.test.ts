@@ -331,6 +331,72 @@ describe.skipIf(!run)(`resources, update, stats and events on cgroup v1 (${layou
     );
   });
 
+  it('hugepageLimits by effect: 2 pages of 2MB can be faulted in on hugetlbfs, a 3rd cannot', async (ctx) => {
+    const m = fresh();
+    const dir = m.dirs()['hugetlb'];
+    if (dir === undefined) {
+      ctx.skip(true, 'no v1 hugetlb hierarchy on this host (hugetlb is in the cgroup2 mount)');
+      return;
+    }
+    // fallocate(2) on hugetlbfs allocates (faults in) huge pages for the file and charges them to
+    // the caller's cgroup: the reservation to rsvd.limit_in_bytes, the pages to limit_in_bytes.
+    const pool = '/sys/kernel/mm/hugepages/hugepages-2048kB';
+    const nrFile = path.join(pool, 'nr_hugepages');
+    const before = Number(cat(nrFile));
+    const free = Number(cat(path.join(pool, 'free_hugepages')));
+    if (free < 4) fs.writeFileSync(nrFile, String(before + 4 - free));
+    const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'tsc-cg-huge-'));
+    try {
+      const got = Number(cat(path.join(pool, 'free_hugepages')));
+      if (got < 4) {
+        ctx.skip(
+          true,
+          `only ${got} free 2 MiB huge pages after raising nr_hugepages (memory too fragmented)`,
+        );
+        return;
+      }
+      execFileSync('mount', ['-t', 'hugetlbfs', '-o', 'pagesize=2M', 'none', mnt]);
+      const fallocate = async (cg: CgroupManager, script: string): Promise<string> => {
+        const c = gated(script);
+        cg.addProcess(c.pid);
+        c.release();
+        expect(await c.exited).toEqual({ code: 0, signal: null });
+        return `${c.out().trim().replace(/\n/g, ' ')}|${c.err().trim()}`;
+      };
+      const step = (f: string, what: string): string => `fallocate ${what} ${f} && echo ok || echo refused`;
+      // Control: without a limit, 3 pages (the pool really has them).
+      expect(await fallocate(fresh(), step(`${mnt}/free`, '-l 6M'))).toMatch(/^ok\|/);
+      fs.rmSync(`${mnt}/free`);
+
+      const res = m.apply({ hugepageLimits: [{ pageSize: '2MB', limit: 4 * MiB }] });
+      expect(res.applied).toContain(`hugetlb.2MB.limit_in_bytes=${4 * MiB}`);
+      const rsvd = fs.existsSync(path.join(dir, 'hugetlb.2MB.rsvd.limit_in_bytes'));
+      const f = `${mnt}/limited`;
+      const r1 = await fallocate(m, `${step(f, '-l 4M')}; ${step(f, '-o 4M -l 2M')}`);
+      expect(r1).toMatch(/^ok refused\|.*No space left on device/);
+      expect(cat(path.join(dir, 'hugetlb.2MB.usage_in_bytes'))).toBe(String(4 * MiB));
+      if (rsvd) {
+        // The reservation limit refused it first; lifted by hand, the fault-time limit alone
+        // still refuses the 3rd page and counts it in failcnt.
+        expect(Number(cat(path.join(dir, 'hugetlb.2MB.rsvd.failcnt')))).toBeGreaterThanOrEqual(1);
+        fs.writeFileSync(path.join(dir, 'hugetlb.2MB.rsvd.limit_in_bytes'), '-1');
+        expect(await fallocate(m, step(f, '-o 4M -l 2M'))).toMatch(/^refused\|/);
+      }
+      const failcnt = Number(cat(path.join(dir, 'hugetlb.2MB.failcnt')));
+      expect(failcnt).toBeGreaterThanOrEqual(1);
+      expect(m.stats().hugetlb['2MB']?.failcnt).toBe(failcnt);
+    } finally {
+      for (const f of fs.existsSync(mnt) ? fs.readdirSync(mnt) : []) fs.rmSync(path.join(mnt, f));
+      try {
+        execFileSync('umount', [mnt]);
+      } catch {
+        // not mounted (skipped)
+      }
+      fs.rmdirSync(mnt);
+      fs.writeFileSync(nrFile, String(before));
+    }
+  });
+
   it('state() reports the v1 freezer', () => {
     const m = fresh();
     expect(m.state()).toBe('thawed');
