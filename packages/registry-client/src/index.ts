@@ -55,6 +55,7 @@ export {
 } from './errors.js';
 export { checkLogin } from './login.js';
 export {
+  type BlobSinkInfo,
   downloadBlob,
   type FetchedManifest,
   fetchManifest,

@@ -1,4 +1,6 @@
 /** Reading from a registry: manifests (by tag or digest, size-limited, verified), tags, and pulls into a ContentStore. */
+
+import type { Writable } from 'node:stream';
 import {
   type ContentStore,
   type Descriptor,
@@ -265,6 +267,35 @@ export interface PullOptions extends OperationOptions {
   onProgress?: (event: PullProgress) => void;
   /** Record `reference` in the store (default true). */
   tag?: boolean;
+  /**
+   * A tee of the layer downloads (e.g. to unpack a layer while it arrives). Called once for each
+   * layer blob this pull transfers from byte 0 — not for blobs already in the store, nor for one
+   * that continues a partial download an earlier pull left, nor for the config — before its
+   * first byte is requested (it may wait for `info.config`: the config does not wait for it).
+   * A returned `Writable` receives the blob's bytes in order, each byte once, as they are
+   * written to the store: retries and `Range` resumes are hidden from it. `end()` is called
+   * only after the store has checked size and digest and committed the blob; on any failure,
+   * or when the rest of the bytes cannot be delivered (another process stored the blob, a
+   * resume skipped bytes the sink did not see), it is destroyed with an error. A consumer that
+   * acts on the bytes before `end()` must verify them itself (unpackers do). Its backpressure
+   * holds this blob's transfer; destroying it lets the download go on without it.
+   */
+  blobSink?: (
+    descriptor: Descriptor,
+    info: BlobSinkInfo,
+  ) => Writable | undefined | Promise<Writable | undefined>;
+}
+
+/** What {@link PullOptions.blobSink} learns about the blob whose download starts. */
+export interface BlobSinkInfo {
+  /** The layer's position in `manifest.layers` (its first, when listed twice). */
+  index: number;
+  /** The image manifest being pulled (the platform's). */
+  manifest: Manifest;
+  /** The image config, once it is in the store (rejects when it cannot be fetched or parsed). */
+  config: Promise<ImageConfig>;
+  /** Aborted when the pull fails or is aborted. */
+  signal: AbortSignal;
 }
 
 /** What a pull did. */
@@ -323,6 +354,85 @@ function isNetworkFailure(e: unknown): boolean {
   return code !== undefined && code !== 'UND_ERR_ABORTED' && code !== 'ABORT_ERR';
 }
 
+/** Waits until `w` drains, closes, or `signal` aborts. */
+function drained(w: Writable, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = () => {
+      w.off('drain', done);
+      w.off('close', done);
+      signal?.removeEventListener('abort', aborted);
+      resolve();
+    };
+    const aborted = () => {
+      done();
+      reject(signal?.reason);
+    };
+    if (signal?.aborted) return aborted();
+    w.on('drain', done);
+    w.on('close', done);
+    signal?.addEventListener('abort', aborted, { once: true });
+  });
+}
+
+/**
+ * The bytes of one blob, as written to the store, passed on to a consumer's `Writable` in
+ * order and each once (a resumed transfer repeats nothing the sink saw; a gap ends the sink).
+ */
+class Tee {
+  #sink: Writable | undefined;
+  /** Bytes the sink has been given: always the prefix [0, seen) of the blob. */
+  #seen = 0;
+
+  constructor(sink: Writable) {
+    this.#sink = sink;
+    // Destroying the sink with an error must never become an unhandled 'error' event.
+    sink.on('error', () => {});
+  }
+
+  get active(): boolean {
+    const s = this.#sink;
+    if (s && (s.destroyed || s.writableEnded)) this.#sink = undefined;
+    return this.#sink !== undefined;
+  }
+
+  /** `chunk` holds the blob's bytes from `offset` on; the sink keeps a reference to it. */
+  async write(chunk: Buffer, offset: number, signal: AbortSignal | undefined): Promise<void> {
+    if (!this.active) return;
+    const sink = this.#sink as Writable;
+    if (offset > this.#seen) {
+      this.fail(
+        new RegistryError(
+          'Protocol',
+          `the download went on from byte ${offset}, the stream had only ${this.#seen} bytes`,
+        ),
+      );
+      return;
+    }
+    const end = offset + chunk.length;
+    if (end <= this.#seen) return;
+    const part = offset < this.#seen ? chunk.subarray(this.#seen - offset) : chunk;
+    this.#seen = end;
+    if (!sink.write(part)) await drained(sink, signal);
+  }
+
+  /** The blob is committed: ends the sink (which must have seen every byte by now). */
+  end(size: number): void {
+    if (!this.active) return;
+    if (this.#seen !== size) {
+      this.fail(new RegistryError('Protocol', `the stream had ${this.#seen} of the blob's ${size} bytes`));
+      return;
+    }
+    (this.#sink as Writable).end();
+    this.#sink = undefined;
+  }
+
+  fail(error: unknown): void {
+    if (!this.active) return;
+    (this.#sink as Writable).destroy(error instanceof Error ? error : new Error(String(error)));
+    this.#sink = undefined;
+  }
+}
+
 /**
  * Downloads one blob into the store: resumes a partial download with `Range`, streams through
  * the store's ingest (size and digest checked; a bad blob is deleted), retries dropped
@@ -338,17 +448,60 @@ export async function downloadBlob(
     onProgress?:
       | ((current: number, status: 'downloading' | 'retrying' | 'verifying', message?: string) => void)
       | undefined;
+    /**
+     * Asked once, when the first transfer starts at byte 0, for a `Writable` to tee the blob's
+     * bytes into (see {@link PullOptions.blobSink}).
+     */
+    sink?: (() => Writable | undefined | Promise<Writable | undefined>) | undefined;
   } = {},
+): Promise<{ downloaded: number; present: boolean }> {
+  let tee: Tee | undefined;
+  try {
+    const got = await download(client, store, repo, desc, options, async (offset) => {
+      if (!options.sink) return undefined;
+      const sink = options.sink;
+      options.sink = undefined; // asked once
+      if (offset !== 0) return undefined;
+      const w = await sink();
+      tee = w ? new Tee(w) : undefined;
+      return tee;
+    });
+    tee?.end(desc.size);
+    return got;
+  } catch (e) {
+    tee?.fail(e);
+    throw e;
+  }
+}
+
+async function download(
+  client: RegistryClient,
+  store: ContentStore,
+  repo: Reference,
+  desc: Descriptor,
+  options: {
+    signal?: AbortSignal | undefined;
+    onProgress?:
+      | ((current: number, status: 'downloading' | 'retrying' | 'verifying', message?: string) => void)
+      | undefined;
+  },
+  openTee: (offset: number) => Promise<Tee | undefined>,
 ): Promise<{ downloaded: number; present: boolean }> {
   const what = `blob ${desc.digest}`;
   let downloaded = 0;
   let urls = [`/v2/${repo.path}/blobs/${desc.digest}`];
+  let tee: Tee | undefined;
+  const storedElsewhere = () =>
+    tee?.fail(new RegistryError('Protocol', `${what}: stored by another process during the download`));
   for (let attempt = 1; ; attempt++) {
     const w = await store.ingest(
       { digest: desc.digest, size: desc.size },
       { resume: true, ...(options.signal ? { signal: options.signal } : {}) },
     );
-    if (w.present) return { downloaded, present: attempt === 1 };
+    if (w.present) {
+      storedElsewhere();
+      return { downloaded, present: attempt === 1 };
+    }
     let ingest = w;
     try {
       if (ingest.offset === desc.size) {
@@ -356,6 +509,7 @@ export async function downloadBlob(
         await ingest.commit();
         return { downloaded, present: false };
       }
+      if (attempt === 1) tee ??= await openTee(ingest.offset);
       const url = urls[0] as string;
       const foreign = !url.startsWith('/');
       const res = await client.send(foreign ? new URL(url).host : repo.domain, {
@@ -377,6 +531,7 @@ export async function downloadBlob(
         );
         if (ingest.present) {
           res.body.destroy();
+          storedElsewhere();
           return { downloaded, present: false };
         }
       } else if (res.status === 206) {
@@ -395,14 +550,23 @@ export async function downloadBlob(
       let last = 0;
       // Socket reads arrive in ≤64 KiB chunks: they are copied into one reused 1 MiB buffer
       // and written when it is full (fewer thread-pool round trips, no garbage per batch).
-      // Bytes not yet written when a transfer breaks are simply fetched again.
-      const buf = Buffer.allocUnsafe(WRITE_BATCH);
+      // Bytes not yet written when a transfer breaks are simply fetched again. A tee gets each
+      // batch once it is written (and keeps it: the next batch then needs a new buffer).
+      let buf = Buffer.allocUnsafe(WRITE_BATCH);
       let fill = 0;
+      let written = ingest.offset;
       const flush = async () => {
         if (fill === 0) return;
         const n = fill;
         fill = 0;
-        await ingest.write(buf.subarray(0, n));
+        const batch = buf.subarray(0, n);
+        await ingest.write(batch);
+        const at = written;
+        written += n;
+        if (tee?.active) {
+          buf = Buffer.allocUnsafe(WRITE_BATCH);
+          await tee.write(batch, at, options.signal);
+        }
       };
       try {
         for await (const chunk of res.body as AsyncIterable<Buffer>) {
@@ -567,50 +731,90 @@ async function pullWith(
     options.signal?.addEventListener('abort', onAbort, { once: true });
     let downloadedBytes = 0;
     let presentBlobs = 0;
-    try {
-      await mapLimit(unique, options.concurrency ?? 3, async ({ desc, kind }) => {
-        if (await store.has(desc.digest)) {
-          presentBlobs++;
-          emit({ type: 'blob', kind, digest: desc.digest, size: desc.size, status: 'exists' });
-          return;
-        }
-        try {
-          const got = await downloadBlob(client, store, r, desc, {
-            signal: inner.signal,
-            onProgress: (current, status, message) =>
-              emit({
-                type: 'blob',
-                kind,
-                digest: desc.digest,
-                size: desc.size,
-                status,
-                current,
-                ...(message ? { message } : {}),
-              }),
-          });
-          downloadedBytes += got.downloaded;
-          if (got.present) presentBlobs++;
+    let firstError: { error: unknown } | undefined;
+    let configReady!: (c: ImageConfig) => void;
+    let configFailed!: (e: unknown) => void;
+    const configPromise = new Promise<ImageConfig>((resolve, reject) => {
+      configReady = resolve;
+      configFailed = reject;
+    });
+    configPromise.catch(() => {}); // nobody may be waiting for it
+    const fetchBlob = async ({ desc, kind }: { desc: Descriptor; kind: 'config' | 'layer' }) => {
+      inner.signal.throwIfAborted();
+      if (await store.has(desc.digest)) {
+        presentBlobs++;
+        emit({ type: 'blob', kind, digest: desc.digest, size: desc.size, status: 'exists' });
+        return;
+      }
+      const sink = options.blobSink;
+      const got = await downloadBlob(client, store, r, desc, {
+        signal: inner.signal,
+        onProgress: (current, status, message) =>
           emit({
             type: 'blob',
             kind,
             digest: desc.digest,
             size: desc.size,
-            status: got.present ? 'exists' : 'complete',
-            current: desc.size,
-          });
-        } catch (e) {
-          inner.abort(e);
-          throw e;
-        }
+            status,
+            current,
+            ...(message ? { message } : {}),
+          }),
+        ...(sink && kind === 'layer'
+          ? {
+              sink: () =>
+                sink(desc, {
+                  index: manifest.layers.findIndex((l) => l.digest === desc.digest),
+                  manifest,
+                  config: configPromise,
+                  signal: inner.signal,
+                }),
+            }
+          : {}),
       });
+      downloadedBytes += got.downloaded;
+      if (got.present) presentBlobs++;
+      emit({
+        type: 'blob',
+        kind,
+        digest: desc.digest,
+        size: desc.size,
+        status: got.present ? 'exists' : 'complete',
+        current: desc.size,
+      });
+    };
+    const failed = (e: unknown) => {
+      firstError ??= { error: e };
+      inner.abort(e);
+    };
+    // The config is small and fetched beside the layers, outside their concurrency limit (as
+    // Docker does): layers do not wait for it, and it does not wait for a free slot.
+    const [configEntry, ...layerEntries] = unique as [(typeof unique)[0], ...typeof unique];
+    const configTask = fetchBlob(configEntry)
+      .then(async () =>
+        configReady(
+          parseImageConfig(await store.read(manifest.config.digest), `config ${manifest.config.digest}`),
+        ),
+      )
+      .catch((e: unknown) => {
+        configFailed(e);
+        failed(e);
+      });
+    try {
+      await Promise.allSettled([
+        configTask,
+        mapLimit(layerEntries, options.concurrency ?? 3, (b) =>
+          fetchBlob(b).catch((e: unknown) => {
+            failed(e);
+            throw e;
+          }),
+        ),
+      ]);
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
     }
+    if (firstError) throw firstError.error;
 
-    const config = parseImageConfig(
-      await store.read(manifest.config.digest),
-      `config ${manifest.config.digest}`,
-    );
+    const config = await configPromise;
     const configPlatform: Platform = {
       os: config.os,
       architecture: config.architecture,
