@@ -42,7 +42,8 @@ const MODROOT = path.join(MODBASE, 'lib/modules');
 // (soft RoCE, with ib_core and ib_uverbs): an RDMA device for the rdma check. rxe asks the
 // crypto API for "crc32", which the kernel would modprobe (there is no modprobe here, and
 // modinfo lists no dependency): without crc32_generic `rdma link add` fails with ENOENT.
-const KMODS = ['overlay', 'veth', 'loop', 'bfq', 'crc32_generic', 'rdma_rxe'];
+// virtio_pci + virtio_blk: the scratch disk run.sh attaches (throttled by qemu), for BFQ.
+const KMODS = ['overlay', 'veth', 'loop', 'bfq', 'crc32_generic', 'rdma_rxe', 'virtio_pci', 'virtio_blk'];
 // Host programs the checks use besides busybox (their libraries come along, from ldd):
 // iproute2's rdma makes the rxe device (RDMA_NLDEV_CMD_NEWLINK).
 const HOST_BINS = ['/usr/bin/rdma'];

@@ -96,12 +96,17 @@ if [ -n "$vitest_pkgs" ]; then
 elif [ -n "$SELECT" ]; then
   append="$append tsc_vm_select=$(printf %s "$SELECT" | base64 -w0 | tr '+/' '-_' | tr -d '=')"
 fi
+# A scratch disk for the io.bfq.weight check (/dev/vda in the guest). qemu throttles it to
+# 8 MiB/s, so the device, not TCG's CPU, is the bottleneck and BFQ has device time to divide.
+DISK=$BUILD/scratch.img
+rm -f "$DISK" && truncate -s 64M "$DISK"
 CONSOLE=$BUILD/console.log
 log "booting $KERNEL (TCG, ${TSC_VM_SMP:-2} cpus, ${TSC_VM_MEM:-2048} MiB), timeout ${TIMEOUT}s; console follows"
 set +e
 timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
   -accel tcg -cpu max -m "${TSC_VM_MEM:-2048}" -smp "${TSC_VM_SMP:-2}" \
   -nographic -no-reboot -nic none \
+  -drive "file=$DISK,if=virtio,format=raw,cache=unsafe,throttling.bps-total=8388608" \
   -kernel "$KERNEL" -initrd "$IMG" -append "$append" </dev/null 2>&1 |
   sed -u -e 's/\r$//' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g' | tee "$CONSOLE"
 status=("${PIPESTATUS[@]}")
