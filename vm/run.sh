@@ -31,6 +31,7 @@ fi
 command -v cpio >/dev/null || need+=(cpio)
 command -v file >/dev/null || need+=(file)
 command -v modinfo >/dev/null || need+=(kmod)
+[ -x /usr/bin/rdma ] || need+=(iproute2) # rdma: the soft-RoCE device of the rdma check
 apt_updated=
 apt_update() { [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }; }
 if [ ${#need[@]} -gt 0 ]; then
