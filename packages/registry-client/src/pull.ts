@@ -638,6 +638,79 @@ async function download(
 }
 
 /**
+ * The image config: small (at most MAX_CONFIG_SIZE, checked before), so it is read into memory,
+ * verified (size and digest), parsed and handed to `onVerified`, then stored.
+ */
+async function fetchConfig(
+  client: RegistryClient,
+  store: ContentStore,
+  repo: Reference,
+  desc: Descriptor,
+  options: {
+    signal: AbortSignal;
+    onProgress: (status: 'exists' | 'downloading' | 'verifying' | 'retrying' | 'complete') => void;
+    onVerified: (config: ImageConfig) => void;
+  },
+): Promise<{ downloaded: number; present: boolean }> {
+  const what = `config ${desc.digest}`;
+  if (await store.has(desc.digest)) {
+    options.onVerified(parseImageConfig(await store.read(desc.digest), what));
+    options.onProgress('exists');
+    return { downloaded: 0, present: true };
+  }
+  for (let attempt = 1; ; attempt++) {
+    let bytes: Buffer;
+    try {
+      options.onProgress('downloading');
+      const res = await client.send(repo.domain, {
+        method: 'GET',
+        url: `/v2/${repo.path}/blobs/${desc.digest}`,
+        operation: `GET ${what} from ${repo.name}`,
+        scopes: [repositoryScope(repo.path, 'pull')],
+        signal: options.signal,
+      });
+      bytes = await readLimited(
+        res.body as AsyncIterable<Buffer> & { destroy?: () => void },
+        desc.size,
+        what,
+      ).catch((e: unknown) => {
+        if (isRegistryError(e) && e.code === 'TooLarge')
+          throw new ImageError(
+            'SizeMismatch',
+            `${what}: more than the ${desc.size} bytes its descriptor gives`,
+          );
+        throw e;
+      });
+    } catch (e) {
+      if (options.signal.aborted || !isNetworkFailure(e) || attempt >= client.attempts) {
+        if (isRegistryError(e) || isImageError(e) || options.signal.aborted) throw e;
+        throw new RegistryError(
+          'Network',
+          `${what}: ${(e as Error).message ?? String(e)}${networkCode(e) ? ` (${networkCode(e)})` : ''}`,
+          { cause: e },
+        );
+      }
+      options.onProgress('retrying');
+      await new Promise((res) => setTimeout(res, client.backoff(attempt)));
+      continue;
+    }
+    options.onProgress('verifying');
+    if (bytes.length !== desc.size)
+      throw new ImageError(
+        'SizeMismatch',
+        `${what}: ${bytes.length} bytes, its descriptor gives ${desc.size}`,
+      );
+    const got = digestOf(bytes, splitDigest(desc.digest).algorithm);
+    if (got !== desc.digest)
+      throw new ImageError('DigestMismatch', `blob ${desc.digest}: content has digest ${got}; discarded`);
+    options.onVerified(parseImageConfig(bytes, what));
+    await store.put(bytes, desc.digest);
+    options.onProgress('complete');
+    return { downloaded: bytes.length, present: false };
+  }
+}
+
+/**
  * Pulls an image into a content store: resolves the reference, chooses the platform's manifest
  * from an index, downloads config and layers (concurrently, verified, resumable, skipped when
  * present), stores the manifest (and the index), then points `reference.toString()` at the
@@ -789,12 +862,24 @@ async function pullWith(
     // The config is small and fetched beside the layers, outside their concurrency limit (as
     // Docker does): layers do not wait for it, and it does not wait for a free slot.
     const [configEntry, ...layerEntries] = unique as [(typeof unique)[0], ...typeof unique];
-    const configTask = fetchBlob(configEntry)
-      .then(async () =>
-        configReady(
-          parseImageConfig(await store.read(manifest.config.digest), `config ${manifest.config.digest}`),
-        ),
-      )
+    const configTask = fetchConfig(client, store, r, manifest.config, {
+      signal: inner.signal,
+      onProgress: (status) =>
+        emit({
+          type: 'blob',
+          kind: 'config',
+          digest: configEntry.desc.digest,
+          size: configEntry.desc.size,
+          status,
+          ...(status === 'complete' ? { current: configEntry.desc.size } : {}),
+        }),
+      // Layers waiting for the config go on as soon as its bytes are verified, before they are stored.
+      onVerified: configReady,
+    })
+      .then((got) => {
+        downloadedBytes += got.downloaded;
+        if (got.present) presentBlobs++;
+      })
       .catch((e: unknown) => {
         configFailed(e);
         failed(e);

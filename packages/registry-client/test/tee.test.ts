@@ -241,6 +241,41 @@ describe.skipIf(skip !== undefined)('pull blobSink (tee)', () => {
     expect(await store2.has(layer.digest)).toBe(true);
   });
 
+  test('the config (read into memory): a wrong one fails with DigestMismatch, unstored; a cut one is fetched again', async () => {
+    const name = `${reg.host}/tee/config:1`;
+    const img = await makeImage(src, name, { layerSizes: [5000] });
+    await push(src, name, FAST);
+    proxy.fault = ({ method, path: p }) =>
+      method === 'GET' && p.endsWith(`/blobs/${img.config.digest}`) ? { kind: 'corrupt' } : undefined;
+    const store = await stores();
+    let sinkAsked = 0;
+    const e = await pull(store, `${proxy.host}/tee/config:1`, {
+      ...FAST,
+      blobSink: async (_d, info) => {
+        sinkAsked++;
+        await info.config; // rejects: the layer's download fails with it
+        return undefined;
+      },
+    }).catch((x: unknown) => x);
+    expect(isImageError(e) && e.code).toBe('DigestMismatch');
+    expect((e as Error).message).toMatch(`blob ${img.config.digest}: content has digest`);
+    expect(sinkAsked).toBe(1);
+    expect(await store.has(img.config.digest)).toBe(false);
+    expect(await store.listRefs()).toEqual([]);
+    proxy.seen.length = 0;
+    let cuts = 0;
+    proxy.fault = ({ method, path: p }) =>
+      method === 'GET' && p.endsWith(`/blobs/${img.config.digest}`) && cuts++ < 2
+        ? { kind: 'cut', afterBytes: 20 }
+        : undefined;
+    const store2 = await stores();
+    const r = await pull(store2, `${proxy.host}/tee/config:1`, FAST);
+    proxy.fault = () => undefined;
+    expect(r.config.architecture).toBe('amd64');
+    expect(await store2.has(img.config.digest)).toBe(true);
+    expect(proxy.seen.filter((x) => x.path.endsWith(img.config.digest)).length).toBe(3);
+  });
+
   test('a registry that ignores Range after a cut: the sink gets the bytes it had not seen, once', async () => {
     const blob = Buffer.alloc(3_000_000);
     for (let i = 0; i < blob.length; i++) blob[i] = (i * 7919) & 0xff;
