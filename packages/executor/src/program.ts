@@ -313,9 +313,13 @@ export class Program {
     head.writeUInt32LE(this.relocs.length, 16);
     const opsLen = this.ops.length * OP_SIZE;
     const ops = Buffer.alloc(opsLen);
+    // DataView, not Buffer's write*(): those are JavaScript in Node, slow until the JIT warms
+    // up, and a CLI encodes one program per process. The executor is native: little-endian on
+    // every architecture we build for (x86_64, aarch64).
+    const v = new DataView(ops.buffer, ops.byteOffset, opsLen);
     this.ops.forEach((op, i) => {
       const at = i * OP_SIZE;
-      ops.writeUInt16LE(op.kind, at);
+      v.setUint16(at, op.kind, true);
       let mode = 0;
       let skip = 0;
       if (op.onError === 'ignore') mode = ON_ERROR.ignore;
@@ -329,21 +333,22 @@ export class Program {
         if (target <= i) throw new Error(`label for "${op.what}" was not placed after it`);
         skip = target - i - 1;
       }
-      ops.writeUInt8(mode, at + 2);
-      ops.writeUInt8(op.out, at + 3);
-      ops.writeInt32LE(op.errno, at + 4);
-      ops.writeInt32LE(skip, at + 8);
+      v.setUint8(at + 2, mode);
+      v.setUint8(at + 3, op.out);
+      v.setInt32(at + 4, op.errno, true);
+      v.setInt32(at + 8, skip, true);
       let kinds = 0;
       op.args.forEach((a, k) => {
         kinds |= a.kind << (4 * k);
-        ops.writeBigInt64LE(BigInt.asIntN(64, a.value), at + 24 + k * 8);
+        v.setBigInt64(at + 24 + k * 8, BigInt.asIntN(64, a.value), true);
       });
-      ops.writeUInt32LE(kinds, at + 12);
-      ops.writeBigInt64LE(BigInt(op.nr), at + 16);
+      v.setUint32(at + 12, kinds, true);
+      v.setBigInt64(at + 16, BigInt(op.nr), true);
     });
     const relocs = Buffer.alloc(this.relocs.length * 4);
+    const rv = new DataView(relocs.buffer, relocs.byteOffset, relocs.length);
     this.relocs.forEach((r, i) => {
-      relocs.writeUInt32LE(r, i * 4);
+      rv.setUint32(i * 4, r, true);
     });
     // executor.c reads, in this order: header, ops (n_ops * 72 bytes), data, relocs.
     return Buffer.concat([head, ops, data, relocs]);

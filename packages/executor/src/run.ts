@@ -1,34 +1,32 @@
 import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { closeFd, SysError, sealedMemfd } from '@tsc/syscall';
+import { closeFd, SysError, sealedMemfdFromFile } from '@tsc/syscall';
 import { decodeMessage, type ExecutorMessage, MESSAGE_SIZE, type Program } from './program.js';
 
 /** Where the build puts the static executor binary. */
 export const EXECUTOR_PATH = fileURLToPath(new URL('./nsinit-executor', import.meta.url));
-
-let image: Buffer | undefined;
 
 /**
  * A fresh sealed memfd holding the executor, for one spawn. No container
  * process can write the binary through /proc/<pid>/exe (CVE-2019-5736); and
  * since each spawn gets its own copy, a container that manages to hold an old
  * copy open for writing (it cannot write: the seals forbid it) cannot make the
- * next execve fail with ETXTBSY either. The copy costs ~0.1 ms.
+ * next execve fail with ETXTBSY either. The kernel copies the file (sendfile),
+ * ~0.1 ms.
  */
 export function executorImage(): number {
-  if (image === undefined) {
-    try {
-      image = readFileSync(EXECUTOR_PATH);
-    } catch (e) {
+  try {
+    return sealedMemfdFromFile('nsinit-executor', EXECUTOR_PATH);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new Error(`the executor binary ${EXECUTOR_PATH} is missing: run the build (pnpm build)`, {
         cause: e,
       });
     }
+    throw e;
   }
-  return sealedMemfd('nsinit-executor', image);
 }
 
 /** One of the executor's standard fds: an fd of ours, ours inherited, /dev/null, or a new pipe. */

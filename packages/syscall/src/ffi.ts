@@ -21,12 +21,35 @@ let raw: RawSyscall | undefined;
 let koffi: typeof Koffi | undefined;
 
 /**
- * koffi is loaded on first use, not at import: the CLI is started from a V8
- * startup snapshot, which cannot hold a native addon.
+ * koffi is loaded on first use, not at import: most commands never make a call.
+ *
+ * Its own loader (`require('koffi')`) costs ~15 ms before the addon is even opened: it reads
+ * node's ELF headers to tell glibc from musl, and wraps deprecated functions we never call.
+ * That is most of what a short-lived CLI pays for FFI, so the glibc binary that koffi's
+ * platform package (`@koromix/koffi-<os>-<arch>`) holds is opened directly (3 ms); on any
+ * failure (musl, another layout, another version) koffi's loader runs as usual.
  */
 function ffi(): typeof Koffi {
-  if (koffi === undefined) koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
+  if (koffi === undefined) koffi = loadKoffi();
   return koffi;
+}
+
+function loadKoffi(): typeof Koffi {
+  const req = createRequire(import.meta.url);
+  if (process.platform === 'linux') {
+    try {
+      const fromKoffi = createRequire(req.resolve('koffi'));
+      const pkg = `@koromix/koffi-${process.platform}-${process.arch}`;
+      const version = (fromKoffi(`${pkg}/package.json`) as { version?: string }).version;
+      const m = { exports: {} as Partial<typeof Koffi> & { version?: string } };
+      process.dlopen(m, fromKoffi.resolve(`${pkg}/${process.platform}_${process.arch}/koffi.node`));
+      if (m.exports.version === version && typeof m.exports.load === 'function')
+        return m.exports as typeof Koffi;
+    } catch {
+      // koffi's own loader below knows every other case
+    }
+  }
+  return req('koffi') as typeof Koffi;
 }
 
 function libc(): RawSyscall {

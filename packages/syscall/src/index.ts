@@ -16,6 +16,7 @@ export {
   pidfdSendSignal,
   pidfdTryWait,
   sealedMemfd,
+  sealedMemfdFromFile,
   setChildSubreaper,
   setns,
 } from './process.js';

@@ -1,3 +1,4 @@
+import { closeSync, openSync } from 'node:fs';
 import { F, LOCK, MFD, P, PR, SEAL, W } from './constants.js';
 import { Errno } from './errno.js';
 import { isSysError } from './errors.js';
@@ -66,6 +67,30 @@ export function sealedMemfd(name: string, bytes: Uint8Array): number {
   } catch (e) {
     closeFd(fd);
     throw e;
+  }
+  return fd;
+}
+
+/**
+ * Like {@link sealedMemfd}, with the bytes of the file at `path`, copied by the kernel
+ * (sendfile): no copy of the file passes through JavaScript.
+ */
+export function sealedMemfdFromFile(name: string, path: string): number {
+  const src = openSync(path, 'r');
+  let fd = -1;
+  try {
+    fd = call('memfd_create', [name, MFD.CLOEXEC | MFD.ALLOW_SEALING], { op: `memfd_create ${name}` });
+    while (call('sendfile', [fd, src, null, 1 << 30], { op: `copy ${path} into a memfd` }) > 0) {
+      // until end of file
+    }
+    call('fcntl', [fd, F.ADD_SEALS, SEAL.SEAL | SEAL.SHRINK | SEAL.GROW | SEAL.WRITE], {
+      op: `seal ${name} memfd`,
+    });
+  } catch (e) {
+    if (fd >= 0) closeFd(fd);
+    throw e;
+  } finally {
+    closeSync(src);
   }
   return fd;
 }

@@ -99,6 +99,7 @@ export const SYSCALLS = {
   sched_setattr: def('sched_setattr', 314, 274, ['int', 'buf', 'int']),
   renameat2: def('renameat2', 316, 276, ['int', 'str', 'int', 'str', 'int']),
   memfd_create: def('memfd_create', 319, 279, ['str', 'int']),
+  sendfile: def('sendfile', 40, 71, ['int', 'int', 'ptr', 'long']),
   bpf: def('bpf', 321, 280, ['int', 'buf', 'int']),
   execveat: def('execveat', 322, 281, ['int', 'str', 'buf', 'buf', 'int']),
   pidfd_send_signal: def('pidfd_send_signal', 424, 424, ['int', 'int', 'ptr', 'int']),

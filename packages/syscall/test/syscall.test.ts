@@ -3,6 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import koffi from 'koffi';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -25,6 +26,7 @@ import {
   SYSCALLS,
   SysError,
   sealedMemfd,
+  sealedMemfdFromFile,
 } from '../src/index.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -250,6 +252,26 @@ describe('sealedMemfd', () => {
     expect(fs.readFileSync(`/proc/self/fd/${fd}`, 'utf8')).toBe('payload');
     // CLOEXEC: a child does not inherit it.
     expect(call('fcntl', [fd, 1, 0]) & 1).toBe(1);
+  });
+
+  it('sealedMemfdFromFile copies a whole file and seals it', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsc-memfd-'));
+    try {
+      const file = path.join(dir, 'blob');
+      const bytes = Buffer.alloc(3 * 1024 * 1024 + 17);
+      for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 31 + (i >> 11)) & 0xff;
+      fs.writeFileSync(file, bytes);
+      const fd = sealedMemfdFromFile('tsc-file', file);
+      fds.push(fd);
+      expect(fs.readFileSync(`/proc/self/fd/${fd}`).equals(bytes)).toBe(true);
+      const seals = getSeals(fd);
+      for (const s of [SEAL.SEAL, SEAL.SHRINK, SEAL.GROW, SEAL.WRITE]) expect(seals & s).toBe(s);
+      expect((thrown(() => call('write', [fd, Buffer.from('x'), 1])) as SysError).code).toBe('EPERM');
+      // A missing file: the open's error, and no memfd left open.
+      expect(() => sealedMemfdFromFile('tsc-missing', path.join(dir, 'nope'))).toThrow(/ENOENT/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('can be executed through /proc/self/fd/N', () => {
