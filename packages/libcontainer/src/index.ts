@@ -7,6 +7,10 @@
  * const { container, exited } = await Container.run({ id: 'c1', bundle: '/srv/busybox' });
  * const { status } = await exited;   // the container process's exit status
  * await container.delete();
+ *
+ * Container networks (bridge, veth, IPAM, NAT, ports) are `@tsc/libcontainer/network`, running
+ * images (image config → runtime config, the image's user) `@tsc/libcontainer/image`: subpaths,
+ * so a program that only runs bundles does not load netlink, nftables or the image store.
  */
 
 export {
@@ -32,8 +36,6 @@ export {
   type RunningContainer,
 } from './container.js';
 export { ContainerError, type ContainerErrorCode, isContainerError } from './errors.js';
-export * from './image/index.js';
-export * from './network/index.js';
 export { parseResources, parseResourcesJSON } from './resources.js';
 export * from './spec/index.js';
 export { DEFAULT_ROOT, defaultRoot, validateId } from './state.js';

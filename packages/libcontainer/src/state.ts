@@ -160,7 +160,13 @@ export class StateStore {
       throw e;
     }
     const d = new StateDir(this.root, id);
-    d.lock();
+    try {
+      d.lock();
+    } catch (e) {
+      // Nothing may stay behind a create that failed: the dir holds only the lock file yet.
+      rmSync(d.dir, { recursive: true, force: true });
+      throw e;
+    }
     return d;
   }
 

@@ -9,12 +9,11 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
   createImageBundle,
   DEFAULT_PATH,
-  defaultSpec,
   imageSpec,
-  loadConfig,
   readRootfsFile,
   resolveUserSpec,
-} from '../src/index.js';
+} from '../src/image/index.js';
+import { defaultSpec, loadConfig } from '../src/index.js';
 
 const PASSWD = `root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/bin/false

@@ -6,7 +6,7 @@ import {
   parseNetworkMode,
   parsePublish,
   resolvConf,
-} from '../src/index.js';
+} from '../src/network/index.js';
 import { parseSubnet } from '../src/network/ipv4.js';
 
 describe('network arguments', () => {

@@ -11,9 +11,9 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { openNetlink } from '@tsc/netlink';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Container } from '../src/index.js';
 import {
   attachNetwork,
-  Container,
   detachNetwork,
   gcNetworks,
   hostVethName,
@@ -23,7 +23,7 @@ import {
   readAttachment,
   removeNetwork,
   resolveNetworkMode,
-} from '../src/index.js';
+} from '../src/network/index.js';
 import { listRules, ruleCounters } from '../src/network/nft.js';
 import { readStore } from '../src/network/store.js';
 import { DIST_INDEX, Fixture, type LooseSpec, notRoot, skipUnlessRoot, waitFor } from './fixtures.js';

@@ -11,7 +11,7 @@
  * Error messages are produced by the error map in `issues.ts`; checks that
  * need a specific wording carry their own message here.
  */
-import { z } from 'zod';
+import { z } from 'zod/mini';
 import { integer, loose, showValue as show } from './schema-helpers.js';
 
 // ---------------------------------------------------------------------------
@@ -31,14 +31,18 @@ const limit64 = integer(-1, I64_MAX);
 
 /** A string matching `re`; on mismatch: `invalid value "x" (expected <what>)`. */
 function pattern(re: RegExp, what: string) {
-  return z.string().regex(re, { error: (iss) => `invalid value ${show(iss.input)} (expected ${what})` });
+  return z
+    .string()
+    .check(z.regex(re, { error: (iss) => `invalid value ${show(iss.input)} (expected ${what})` }));
 }
 
 /** A string that must be an absolute path (start with `/`). */
 function absolutePath(what = 'an absolute path') {
-  return z.string().refine((p) => p.startsWith('/'), {
-    error: (iss) => `must be ${what}, got ${show(iss.input)}`,
-  });
+  return z.string().check(
+    z.refine((p: string) => p.startsWith('/'), {
+      error: (iss) => `must be ${what}, got ${show(iss.input)}`,
+    }),
+  );
 }
 
 const stringArray = z.array(z.string());
@@ -169,34 +173,34 @@ export const idMappingSchema = loose({
 
 export const hookSchema = loose({
   path: absolutePath(),
-  args: stringArray.optional(),
-  env: stringArray.optional(),
+  args: z.optional(stringArray),
+  env: z.optional(stringArray),
   /** Seconds; a positive integer. */
-  timeout: integer(1, Number.MAX_SAFE_INTEGER).optional(),
+  timeout: z.optional(integer(1, Number.MAX_SAFE_INTEGER)),
 });
 
 export const hooksSchema = loose({
   /** Deprecated by the spec in favour of createRuntime/createContainer/startContainer. */
-  prestart: z.array(hookSchema).optional(),
-  createRuntime: z.array(hookSchema).optional(),
-  createContainer: z.array(hookSchema).optional(),
-  startContainer: z.array(hookSchema).optional(),
-  poststart: z.array(hookSchema).optional(),
-  poststop: z.array(hookSchema).optional(),
+  prestart: z.optional(z.array(hookSchema)),
+  createRuntime: z.optional(z.array(hookSchema)),
+  createContainer: z.optional(z.array(hookSchema)),
+  startContainer: z.optional(z.array(hookSchema)),
+  poststart: z.optional(z.array(hookSchema)),
+  poststop: z.optional(z.array(hookSchema)),
 });
 
 export const mountSchema = loose({
   destination: absolutePath(),
-  type: z.string().optional(),
-  source: z.string().optional(),
-  options: stringArray.optional(),
-  uidMappings: z.array(idMappingSchema).optional(),
-  gidMappings: z.array(idMappingSchema).optional(),
+  type: z.optional(z.string()),
+  source: z.optional(z.string()),
+  options: z.optional(stringArray),
+  uidMappings: z.optional(z.array(idMappingSchema)),
+  gidMappings: z.optional(z.array(idMappingSchema)),
 });
 
 export const rootSchema = loose({
-  path: z.string().min(1),
-  readonly: z.boolean().optional(),
+  path: z.string().check(z.minLength(1)),
+  readonly: z.optional(z.boolean()),
 });
 
 // ---------------------------------------------------------------------------
@@ -205,18 +209,18 @@ export const rootSchema = loose({
 export const userSchema = loose({
   uid: uint32,
   gid: uint32,
-  umask: uint32.optional(),
-  additionalGids: z.array(uint32).optional(),
+  umask: z.optional(uint32),
+  additionalGids: z.optional(z.array(uint32)),
   /** Windows only. */
-  username: z.string().optional(),
+  username: z.optional(z.string()),
 });
 
 export const capabilitiesSchema = loose({
-  bounding: z.array(capabilityNameSchema).optional(),
-  effective: z.array(capabilityNameSchema).optional(),
-  inheritable: z.array(capabilityNameSchema).optional(),
-  permitted: z.array(capabilityNameSchema).optional(),
-  ambient: z.array(capabilityNameSchema).optional(),
+  bounding: z.optional(z.array(capabilityNameSchema)),
+  effective: z.optional(z.array(capabilityNameSchema)),
+  inheritable: z.optional(z.array(capabilityNameSchema)),
+  permitted: z.optional(z.array(capabilityNameSchema)),
+  ambient: z.optional(z.array(capabilityNameSchema)),
 });
 
 export const rlimitSchema = loose({
@@ -227,12 +231,12 @@ export const rlimitSchema = loose({
 
 export const schedulerSchema = loose({
   policy: z.enum(SCHEDULER_POLICIES),
-  nice: int32.optional(),
-  priority: int32.optional(),
-  flags: z.array(z.enum(SCHEDULER_FLAGS)).optional(),
-  runtime: uint64.optional(),
-  deadline: uint64.optional(),
-  period: uint64.optional(),
+  nice: z.optional(int32),
+  priority: z.optional(int32),
+  flags: z.optional(z.array(z.enum(SCHEDULER_FLAGS))),
+  runtime: z.optional(uint64),
+  deadline: z.optional(uint64),
+  period: z.optional(uint64),
 });
 
 export const ioPrioritySchema = loose({
@@ -244,25 +248,25 @@ export const ioPrioritySchema = loose({
 const cpuList = pattern(/^[0-9, -]*$/, 'a CPU list such as 0-3,7');
 
 export const processSchema = loose({
-  terminal: z.boolean().optional(),
-  consoleSize: loose({ height: uint32, width: uint32 }).optional(),
+  terminal: z.optional(z.boolean()),
+  consoleSize: z.optional(loose({ height: uint32, width: uint32 })),
   /** REQUIRED by the spec (runc writes it always, as `{"uid":0,"gid":0}` for root). */
   user: userSchema,
   /** At least one entry is required to create a container (checked by `parseConfig`). */
-  args: stringArray.optional(),
+  args: z.optional(stringArray),
   /** Windows only. */
-  commandLine: z.string().optional(),
-  env: stringArray.optional(),
+  commandLine: z.optional(z.string()),
+  env: z.optional(stringArray),
   cwd: absolutePath(),
-  capabilities: capabilitiesSchema.optional(),
-  rlimits: z.array(rlimitSchema).optional(),
-  noNewPrivileges: z.boolean().optional(),
-  apparmorProfile: z.string().optional(),
-  oomScoreAdj: int32.optional(),
-  scheduler: schedulerSchema.optional(),
-  selinuxLabel: z.string().optional(),
-  ioPriority: ioPrioritySchema.optional(),
-  execCPUAffinity: loose({ initial: cpuList.optional(), final: cpuList.optional() }).optional(),
+  capabilities: z.optional(capabilitiesSchema),
+  rlimits: z.optional(z.array(rlimitSchema)),
+  noNewPrivileges: z.optional(z.boolean()),
+  apparmorProfile: z.optional(z.string()),
+  oomScoreAdj: z.optional(int32),
+  scheduler: z.optional(schedulerSchema),
+  selinuxLabel: z.optional(z.string()),
+  ioPriority: z.optional(ioPrioritySchema),
+  execCPUAffinity: z.optional(loose({ initial: z.optional(cpuList), final: z.optional(cpuList) })),
 });
 
 // ---------------------------------------------------------------------------
@@ -273,68 +277,69 @@ export const namespaceTypeSchema = z.enum(NAMESPACE_TYPES);
 export const namespaceSchema = loose({
   type: namespaceTypeSchema,
   /** An existing namespace to join (e.g. `/proc/1234/ns/net`). `""` means "none", as in runc. */
-  path: z
-    .string()
-    .refine((p) => p === '' || p.startsWith('/'), {
-      error: (iss) => `must be an absolute path, got ${show(iss.input)}`,
-    })
-    .optional(),
+  path: z.optional(
+    z.string().check(
+      z.refine((p: string) => p === '' || p.startsWith('/'), {
+        error: (iss) => `must be an absolute path, got ${show(iss.input)}`,
+      }),
+    ),
+  ),
 });
 
 export const deviceSchema = loose({
   path: absolutePath(),
   type: z.enum(['c', 'b', 'u', 'p']),
   /** Required unless type is `p` (checked by `parseConfig`). */
-  major: int64.optional(),
-  minor: int64.optional(),
-  fileMode: uint32.optional(),
-  uid: uint32.optional(),
-  gid: uint32.optional(),
+  major: z.optional(int64),
+  minor: z.optional(int64),
+  fileMode: z.optional(uint32),
+  uid: z.optional(uint32),
+  gid: z.optional(uint32),
 });
 
 export const deviceCgroupSchema = loose({
   allow: z.boolean(),
-  type: z.enum(['a', 'c', 'b']).optional(),
-  major: int64.optional(),
-  minor: int64.optional(),
-  access: pattern(/^[rwm]*$/, 'a combination of r, w and m').optional(),
+  type: z.optional(z.enum(['a', 'c', 'b'])),
+  major: z.optional(int64),
+  minor: z.optional(int64),
+  access: z.optional(pattern(/^[rwm]*$/, 'a combination of r, w and m')),
 });
 
 export const memorySchema = loose({
-  limit: limit64.optional(),
-  reservation: limit64.optional(),
-  swap: limit64.optional(),
-  kernel: limit64.optional(),
-  kernelTCP: limit64.optional(),
-  swappiness: uint64.optional(),
-  disableOOMKiller: z.boolean().optional(),
-  useHierarchy: z.boolean().optional(),
-  checkBeforeUpdate: z.boolean().optional(),
+  limit: z.optional(limit64),
+  reservation: z.optional(limit64),
+  swap: z.optional(limit64),
+  kernel: z.optional(limit64),
+  kernelTCP: z.optional(limit64),
+  swappiness: z.optional(uint64),
+  disableOOMKiller: z.optional(z.boolean()),
+  useHierarchy: z.optional(z.boolean()),
+  checkBeforeUpdate: z.optional(z.boolean()),
 });
 
 export const cpuSchema = loose({
-  shares: uint64.optional(),
-  quota: int64.optional(),
-  burst: uint64.optional(),
-  period: uint64.optional(),
-  realtimeRuntime: int64.optional(),
-  realtimePeriod: uint64.optional(),
-  cpus: z.string().optional(),
-  mems: z.string().optional(),
-  idle: int64.optional(),
+  shares: z.optional(uint64),
+  quota: z.optional(int64),
+  burst: z.optional(uint64),
+  period: z.optional(uint64),
+  realtimeRuntime: z.optional(int64),
+  realtimePeriod: z.optional(uint64),
+  cpus: z.optional(z.string()),
+  mems: z.optional(z.string()),
+  idle: z.optional(int64),
 });
 
 export const pidsSchema = loose({
   /** Optional since runtime-spec 1.3; 0 or negative means unlimited. */
-  limit: int64.optional(),
+  limit: z.optional(int64),
 });
 
 const blockIODevice = { major: int64, minor: int64 };
 
 export const weightDeviceSchema = loose({
   ...blockIODevice,
-  weight: uint16.optional(),
-  leafWeight: uint16.optional(),
+  weight: z.optional(uint16),
+  leafWeight: z.optional(uint16),
 });
 
 export const throttleDeviceSchema = loose({
@@ -343,13 +348,13 @@ export const throttleDeviceSchema = loose({
 });
 
 export const blockIOSchema = loose({
-  weight: uint16.optional(),
-  leafWeight: uint16.optional(),
-  weightDevice: z.array(weightDeviceSchema).optional(),
-  throttleReadBpsDevice: z.array(throttleDeviceSchema).optional(),
-  throttleWriteBpsDevice: z.array(throttleDeviceSchema).optional(),
-  throttleReadIOPSDevice: z.array(throttleDeviceSchema).optional(),
-  throttleWriteIOPSDevice: z.array(throttleDeviceSchema).optional(),
+  weight: z.optional(uint16),
+  leafWeight: z.optional(uint16),
+  weightDevice: z.optional(z.array(weightDeviceSchema)),
+  throttleReadBpsDevice: z.optional(z.array(throttleDeviceSchema)),
+  throttleWriteBpsDevice: z.optional(z.array(throttleDeviceSchema)),
+  throttleReadIOPSDevice: z.optional(z.array(throttleDeviceSchema)),
+  throttleWriteIOPSDevice: z.optional(z.array(throttleDeviceSchema)),
 });
 
 export const hugepageLimitSchema = loose({
@@ -358,101 +363,103 @@ export const hugepageLimitSchema = loose({
 });
 
 export const networkSchema = loose({
-  classID: uint32.optional(),
-  priorities: z.array(loose({ name: z.string(), priority: uint32 })).optional(),
+  classID: z.optional(uint32),
+  priorities: z.optional(z.array(loose({ name: z.string(), priority: uint32 }))),
 });
 
 export const rdmaSchema = loose({
-  hcaHandles: uint32.optional(),
-  hcaObjects: uint32.optional(),
+  hcaHandles: z.optional(uint32),
+  hcaObjects: z.optional(uint32),
 });
 
 export const resourcesSchema = loose({
-  devices: z.array(deviceCgroupSchema).optional(),
-  memory: memorySchema.optional(),
-  cpu: cpuSchema.optional(),
-  pids: pidsSchema.optional(),
-  blockIO: blockIOSchema.optional(),
-  hugepageLimits: z.array(hugepageLimitSchema).optional(),
-  network: networkSchema.optional(),
-  rdma: z.record(z.string(), rdmaSchema).optional(),
-  unified: stringMap.optional(),
+  devices: z.optional(z.array(deviceCgroupSchema)),
+  memory: z.optional(memorySchema),
+  cpu: z.optional(cpuSchema),
+  pids: z.optional(pidsSchema),
+  blockIO: z.optional(blockIOSchema),
+  hugepageLimits: z.optional(z.array(hugepageLimitSchema)),
+  network: z.optional(networkSchema),
+  rdma: z.optional(z.record(z.string(), rdmaSchema)),
+  unified: z.optional(stringMap),
 });
 
 export const seccompArgSchema = loose({
   index: uint32,
   value: uint64,
-  valueTwo: uint64.optional(),
+  valueTwo: z.optional(uint64),
   op: z.enum(SECCOMP_OPERATORS),
 });
 
 export const syscallSchema = loose({
-  names: z.array(z.string()).min(1),
+  names: z.array(z.string()).check(z.minLength(1)),
   action: z.enum(SECCOMP_ACTIONS),
-  errnoRet: uint32.optional(),
-  args: z.array(seccompArgSchema).optional(),
+  errnoRet: z.optional(uint32),
+  args: z.optional(z.array(seccompArgSchema)),
 });
 
 export const seccompSchema = loose({
   defaultAction: z.enum(SECCOMP_ACTIONS),
-  defaultErrnoRet: uint32.optional(),
-  architectures: z.array(z.enum(SECCOMP_ARCHES)).optional(),
-  flags: z.array(z.enum(SECCOMP_FLAGS)).optional(),
-  listenerPath: z.string().optional(),
-  listenerMetadata: z.string().optional(),
-  syscalls: z.array(syscallSchema).optional(),
+  defaultErrnoRet: z.optional(uint32),
+  architectures: z.optional(z.array(z.enum(SECCOMP_ARCHES))),
+  flags: z.optional(z.array(z.enum(SECCOMP_FLAGS))),
+  listenerPath: z.optional(z.string()),
+  listenerMetadata: z.optional(z.string()),
+  syscalls: z.optional(z.array(syscallSchema)),
 });
 
 export const intelRdtSchema = loose({
-  closID: z.string().optional(),
-  schemata: stringArray.optional(),
-  l3CacheSchema: z.string().optional(),
-  memBwSchema: pattern(/^MB:[^\n]*$/, 'a schema starting with MB:').optional(),
+  closID: z.optional(z.string()),
+  schemata: z.optional(stringArray),
+  l3CacheSchema: z.optional(z.string()),
+  memBwSchema: z.optional(pattern(/^MB:[^\n]*$/, 'a schema starting with MB:')),
   /** runtime-spec 1.3. */
-  enableMonitoring: z.boolean().optional(),
+  enableMonitoring: z.optional(z.boolean()),
   /** runtime-spec 1.2 (replaced by enableMonitoring). */
-  enableCMT: z.boolean().optional(),
+  enableCMT: z.optional(z.boolean()),
   /** runtime-spec 1.2 (replaced by enableMonitoring). */
-  enableMBM: z.boolean().optional(),
+  enableMBM: z.optional(z.boolean()),
 });
 
 export const memoryPolicySchema = loose({
   mode: z.enum(MEMORY_POLICY_MODES),
-  nodes: z.string().optional(),
-  flags: z.array(z.enum(MEMORY_POLICY_FLAGS)).optional(),
+  nodes: z.optional(z.string()),
+  flags: z.optional(z.array(z.enum(MEMORY_POLICY_FLAGS))),
 });
 
 export const personalitySchema = loose({
   domain: z.enum(['LINUX', 'LINUX32']),
-  flags: stringArray.optional(),
+  flags: z.optional(stringArray),
 });
 
 export const timeOffsetSchema = loose({
-  secs: int64.optional(),
-  nanosecs: uint32.optional(),
+  secs: z.optional(int64),
+  nanosecs: z.optional(uint32),
 });
 
 export const linuxSchema = loose({
-  uidMappings: z.array(idMappingSchema).optional(),
-  gidMappings: z.array(idMappingSchema).optional(),
-  sysctl: stringMap.optional(),
-  resources: resourcesSchema.optional(),
-  cgroupsPath: z.string().optional(),
-  namespaces: z.array(namespaceSchema).optional(),
-  devices: z.array(deviceSchema).optional(),
-  netDevices: z.record(z.string(), loose({ name: z.string().optional() })).optional(),
-  seccomp: seccompSchema.optional(),
-  rootfsPropagation: z.enum(ROOTFS_PROPAGATIONS).optional(),
-  maskedPaths: stringArray.optional(),
-  readonlyPaths: stringArray.optional(),
-  mountLabel: z.string().optional(),
-  intelRdt: intelRdtSchema.optional(),
-  memoryPolicy: memoryPolicySchema.optional(),
-  personality: personalitySchema.optional(),
-  timeOffsets: loose({
-    boottime: timeOffsetSchema.optional(),
-    monotonic: timeOffsetSchema.optional(),
-  }).optional(),
+  uidMappings: z.optional(z.array(idMappingSchema)),
+  gidMappings: z.optional(z.array(idMappingSchema)),
+  sysctl: z.optional(stringMap),
+  resources: z.optional(resourcesSchema),
+  cgroupsPath: z.optional(z.string()),
+  namespaces: z.optional(z.array(namespaceSchema)),
+  devices: z.optional(z.array(deviceSchema)),
+  netDevices: z.optional(z.record(z.string(), loose({ name: z.optional(z.string()) }))),
+  seccomp: z.optional(seccompSchema),
+  rootfsPropagation: z.optional(z.enum(ROOTFS_PROPAGATIONS)),
+  maskedPaths: z.optional(stringArray),
+  readonlyPaths: z.optional(stringArray),
+  mountLabel: z.optional(z.string()),
+  intelRdt: z.optional(intelRdtSchema),
+  memoryPolicy: z.optional(memoryPolicySchema),
+  personality: z.optional(personalitySchema),
+  timeOffsets: z.optional(
+    loose({
+      boottime: z.optional(timeOffsetSchema),
+      monotonic: z.optional(timeOffsetSchema),
+    }),
+  ),
 });
 
 // ---------------------------------------------------------------------------
@@ -469,14 +476,14 @@ export const ociVersionSchema = pattern(
  */
 export const runtimeConfigSchema = loose({
   ociVersion: ociVersionSchema,
-  process: processSchema.optional(),
+  process: z.optional(processSchema),
   root: rootSchema,
-  hostname: z.string().optional(),
-  domainname: z.string().optional(),
-  mounts: z.array(mountSchema).optional(),
-  hooks: hooksSchema.optional(),
-  annotations: stringMap.optional(),
-  linux: linuxSchema.optional(),
+  hostname: z.optional(z.string()),
+  domainname: z.optional(z.string()),
+  mounts: z.optional(z.array(mountSchema)),
+  hooks: z.optional(hooksSchema),
+  annotations: z.optional(stringMap),
+  linux: z.optional(linuxSchema),
 });
 
 // ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 /**
  * Small building blocks for the zod schemas of this module. Internal.
  */
-import { z } from 'zod';
+import { z } from 'zod/mini';
 
 /** The JSON type of a value, as used in `got <type>`. */
 export function jsonType(value: unknown): string {
@@ -23,8 +23,8 @@ export function showValue(value: unknown): string {
  * signature, so typos in property names stay compile errors. This is sound:
  * TypeScript object types never promise the absence of extra properties.
  */
-export function loose<const T extends z.core.$ZodLooseShape>(shape: T): z.ZodObject<T, z.core.$strip> {
-  return z.looseObject(shape) as unknown as z.ZodObject<T, z.core.$strip>;
+export function loose<const T extends z.core.$ZodLooseShape>(shape: T): z.ZodMiniObject<T, z.core.$strip> {
+  return z.looseObject(shape) as unknown as z.ZodMiniObject<T, z.core.$strip>;
 }
 
 /**
@@ -45,10 +45,12 @@ export function integer(min: number, max: number) {
             : `expected integer, got ${jsonType(iss.input)}`
           : undefined,
     })
-    .refine((v) => Number.isInteger(v), {
-      error: (iss) => `expected integer, got ${showValue(iss.input)}`,
-      abort: true,
-    })
-    .min(min)
-    .max(max);
+    .check(
+      z.refine((v: number) => Number.isInteger(v), {
+        error: (iss) => `expected integer, got ${showValue(iss.input)}`,
+        abort: true,
+      }),
+      z.gte(min),
+      z.lte(max),
+    );
 }

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from 'zod/mini';
 import { ociVersionSchema } from './config.js';
 import { ConfigError } from './errors.js';
 import { issueMessage, toConfigIssues } from './issues.js';
@@ -29,11 +29,11 @@ export interface ContainerState {
 /** Schema for reading a state document; unknown properties are kept. */
 export const containerStateSchema = z.looseObject({
   ociVersion: ociVersionSchema,
-  id: z.string().min(1),
+  id: z.string().check(z.minLength(1)),
   status: z.enum(CONTAINER_STATUSES),
-  pid: integer(0, 0x7fffffff).optional(),
+  pid: z.optional(integer(0, 0x7fffffff)),
   bundle: z.string(),
-  annotations: z.record(z.string(), z.string()).optional(),
+  annotations: z.optional(z.record(z.string(), z.string())),
 });
 
 // The schema's output must stay assignable to the interface (zod types optional
