@@ -13,6 +13,7 @@
 export * from './archive/index.js';
 export { applyChanges, CHANGE_INSTRUCTIONS, type ChangeInstruction } from './changes.js';
 export { addUnnamed, type CommitOptions, type CommitResult, commitImage } from './commit.js';
+export { DEFAULT_DATA_ROOT, defaultDataRoot } from './data-root.js';
 export { type Digest, Digester, digestOf, parseDigest, splitDigest, VerifyStream } from './digest.js';
 export { ImageError, type ImageErrorCode, isImageError } from './errors.js';
 export {
@@ -36,8 +37,6 @@ export {
 } from './reference.js';
 export {
   collectGarbage,
-  DEFAULT_DATA_ROOT,
-  defaultDataRoot,
   findImage,
   listImages,
   MAX_DOCUMENT_SIZE,

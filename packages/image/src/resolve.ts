@@ -8,6 +8,7 @@ import { constants as FS } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { flock, isSysError } from '@tsc/syscall';
+import { defaultDataRoot } from './data-root.js';
 import { type Digest, parseDigest } from './digest.js';
 import { fsError, ImageError, isImageError } from './errors.js';
 import { isIndexMediaType, isManifestMediaType } from './media.js';
@@ -23,17 +24,8 @@ import {
 } from './schema.js';
 import { ContentStore, REF_NAME_ANNOTATION } from './store.js';
 
-/** Where nsinit keeps images when neither `--data-root` nor `NSINIT_DATA_ROOT` says otherwise. */
-export const DEFAULT_DATA_ROOT = '/var/lib/nsinit';
-
 /** Manifests and configs larger than this are refused (Docker's registry limit is 4 MiB). */
 export const MAX_DOCUMENT_SIZE = 8 << 20;
-
-/** The data root: `NSINIT_DATA_ROOT` when set and not empty, else {@link DEFAULT_DATA_ROOT}. */
-export function defaultDataRoot(env: NodeJS.ProcessEnv = process.env): string {
-  const v = env.NSINIT_DATA_ROOT;
-  return v !== undefined && v !== '' ? v : DEFAULT_DATA_ROOT;
-}
 
 /** The image store of a data root: the {@link ContentStore} at `<dataRoot>/content` (created when missing). */
 export function openImageStore(dataRoot: string = defaultDataRoot()): Promise<ContentStore> {
