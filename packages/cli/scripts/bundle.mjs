@@ -5,7 +5,16 @@
 // (A V8 startup snapshot was tried first: deserialising it cost as much as
 // evaluating the bundle; the code cache is ~50 ms faster here.)
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -134,15 +143,58 @@ m.exports.main(process.argv);
 `,
 );
 
-// Make the cache after a real command has run (so the functions it compiled lazily
-// are in it too): \`spec\` loads and validates a whole config.
+// Make the cache after a real command has run, so the functions it compiled lazily are in it
+// too. Best is the hot path itself: as root, `run` of a throw-away container whose rootfs holds
+// only the executor binary (it exits at once: it gets no program), which covers config
+// validation, seccomp, the init program, cgroups, state and delete (~7% fewer instructions
+// per `nsinit run` than a cache made by `spec`). Where that cannot run (not root, no cgroups,
+// a build sandbox), `spec`, which loads and validates a whole config, makes it instead.
 rmSync(cache, { force: true });
 const tmp = mkdtempSync(join(tmpdir(), 'nsinit-cache-'));
-try {
-  execFileSync(process.execPath, [loader, 'spec', '--bundle', tmp], {
+const makeCache = (args) =>
+  execFileSync(process.execPath, [loader, ...args], {
     env: { ...process.env, NSINIT_MAKE_CODE_CACHE: '1' },
-    stdio: 'inherit',
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+try {
+  let warmed = false;
+  if (process.geteuid?.() === 0 && !process.env.NSINIT_CACHE_FROM_SPEC) {
+    const rootfs = join(tmp, 'bundle', 'rootfs');
+    mkdirSync(rootfs, { recursive: true });
+    copyFileSync(join(dist, 'nsinit-executor'), join(rootfs, 'nsinit-executor'));
+    makeCache(['spec', '--bundle', join(tmp, 'bundle')]);
+    const config = JSON.parse(readFileSync(join(tmp, 'bundle', 'config.json'), 'utf8'));
+    config.process.args = ['/nsinit-executor'];
+    config.process.terminal = false;
+    writeFileSync(join(tmp, 'bundle', 'config.json'), JSON.stringify(config));
+    rmSync(cache, { force: true });
+    try {
+      makeCache([
+        '--root',
+        join(tmp, 'state'),
+        'run',
+        '-b',
+        join(tmp, 'bundle'),
+        `nsinit-build-${process.pid}`,
+      ]);
+      warmed = true;
+    } catch (e) {
+      // The executor, given no program, exits 120: that is the expected end of this run.
+      warmed = e.status === 120 && existsSync(cache);
+      if (!warmed) {
+        const why = String(e.stderr ?? e.message)
+          .trim()
+          .split('\n')[0];
+        console.warn(`bundle: code cache from \`spec\` instead of \`run\` (${why})`);
+      }
+    }
+  }
+  if (!warmed) {
+    rmSync(cache, { force: true });
+    rmSync(join(tmp, 'spec'), { recursive: true, force: true });
+    mkdirSync(join(tmp, 'spec'));
+    makeCache(['spec', '--bundle', join(tmp, 'spec')]);
+  }
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }

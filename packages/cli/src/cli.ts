@@ -1,14 +1,46 @@
 import { isContainerError } from '@tsc/libcontainer';
 import { Command, CommanderError } from 'commander';
-import { register as cgroups } from './commands/cgroups.js';
-import { register as exec } from './commands/exec.js';
-import { register as imageContainers } from './commands/image-containers.js';
-import { register as images } from './commands/images.js';
-import { register as inspect } from './commands/inspect.js';
-import { register as lifecycle } from './commands/lifecycle.js';
-import { register as registry } from './commands/registry.js';
-import { register as spec } from './commands/spec.js';
 import { Logger } from './log.js';
+
+/**
+ * The command modules, in help order, with the verbs each registers. Only the module of the verb
+ * being run is imported (a bundle's `run` must not load and evaluate the image, layer, registry
+ * and network code: start-up time is most of a short container's time); help, an unknown verb or
+ * no verb load them all. `test/commands.test.ts` checks this table against what they register.
+ */
+export const COMMAND_MODULES: ReadonlyArray<{
+  verbs: readonly string[];
+  load: () => Promise<{ register: (program: Command) => void }>;
+}> = [
+  { verbs: ['spec'], load: () => import('./commands/spec.js') },
+  { verbs: ['create', 'start', 'run', 'kill', 'delete'], load: () => import('./commands/lifecycle.js') },
+  { verbs: ['exec'], load: () => import('./commands/exec.js') },
+  { verbs: ['state', 'list', 'ls', 'ps'], load: () => import('./commands/inspect.js') },
+  { verbs: ['pause', 'resume', 'events', 'stats', 'update'], load: () => import('./commands/cgroups.js') },
+  {
+    verbs: ['diff', 'commit', 'import', '__monitor', '__port-proxy'],
+    load: () => import('./commands/image-containers.js'),
+  },
+  {
+    verbs: ['images', 'rmi', 'tag', 'inspect', 'save', 'load', 'image'],
+    load: () => import('./commands/images.js'),
+  },
+  { verbs: ['pull', 'push', 'login', 'logout'], load: () => import('./commands/registry.js') },
+];
+
+/** Global options that take a value (`--root DIR`), to find the verb after them. */
+const GLOBAL_VALUE_OPTIONS = new Set(['--root', '--data-root', '--log', '--log-format', '--rootless']);
+
+/** The verb of a command line (the user's arguments, without node and the script), if any. */
+export function verbOf(args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (a === '--') return args[i + 1];
+    if (!a.startsWith('-')) return a;
+    if (GLOBAL_VALUE_OPTIONS.has(a)) i++;
+  }
+  return undefined;
+}
 
 /** Run nsinit with `argv` (node's form: argv[0] node, argv[1] the script). */
 export async function main(argv: readonly string[]): Promise<void> {
@@ -37,15 +69,6 @@ export async function main(argv: readonly string[]): Promise<void> {
     .enablePositionalOptions()
     .exitOverride();
 
-  spec(program);
-  lifecycle(program);
-  exec(program);
-  inspect(program);
-  cgroups(program);
-  imageContainers(program);
-  images(program);
-  registry(program);
-
   program.hook('preAction', (_this, action) => {
     if ((action.optsWithGlobals() as { systemdCgroup?: boolean }).systemdCgroup) {
       throw new Error(
@@ -71,6 +94,9 @@ export async function main(argv: readonly string[]): Promise<void> {
   };
 
   try {
+    const verb = verbOf(argv.slice(2));
+    const one = COMMAND_MODULES.find((m) => verb !== undefined && m.verbs.includes(verb));
+    for (const m of one ? [one] : COMMAND_MODULES) (await m.load()).register(program);
     await program.parseAsync([...argv]);
   } catch (e) {
     fail(e);

@@ -1,4 +1,5 @@
-import { defaultDataRoot } from '@tsc/image';
+// The subpath: @tsc/image's index would load the image store and its schemas on every command.
+import { defaultDataRoot } from '@tsc/image/data-root';
 import { defaultRoot } from '@tsc/libcontainer';
 import type { Command } from 'commander';
 import { Logger } from './log.js';

@@ -34,25 +34,21 @@ import {
   resolveImage,
   withStoreLease,
 } from '@tsc/image';
+import { Container, defaultSpec, type RuntimeConfig, validateId } from '@tsc/libcontainer';
+import { createImageBundle, imageSpec } from '@tsc/libcontainer/image';
 import {
-  Container,
   type ContainerLink,
-  createImageBundle,
-  defaultSpec,
   detachNetwork,
   type HostEntry,
-  imageSpec,
   linkEnv,
   type NetworkMode,
   type PortMapping,
   parseNetworkMode,
   parsePublish,
   prepareNetworkFiles,
-  type RuntimeConfig,
   readAttachment,
   resolveNetworkMode,
-  validateId,
-} from '@tsc/libcontainer';
+} from '@tsc/libcontainer/network';
 import { LayerStore, OVERLAY_MAX_LAYERS } from '@tsc/unionfs';
 import { UsageError } from './context.js';
 

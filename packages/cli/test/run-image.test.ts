@@ -15,7 +15,7 @@ import {
   openImageStore,
   resolveImage,
 } from '@tsc/image';
-import { removeNetwork } from '@tsc/libcontainer';
+import { removeNetwork } from '@tsc/libcontainer/network';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRootfs, nsinit, type Result, STACK_LINE, show, ustar, waitFor } from './helpers.js';
 

@@ -1,9 +1,23 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { Container, type CreateOptions, loadBundleConfig } from '@tsc/libcontainer';
 import type { Command } from 'commander';
 import { type Context, context, parseIntArg, UsageError } from '../context.js';
 import type { ImageRunFlags } from '../image-containers.js';
 import { relayTerminal } from '../tty.js';
-import { addImageRunFlags, deleteImageContainer, runImage } from './image-containers.js';
+import { addImageRunFlags } from './image-run-flags.js';
+
+// The image stack (@tsc/image, @tsc/unionfs, container networks) is imported only by what needs
+// it: `run --image`, and `delete` of a container made from an image. `run` of a bundle, the
+// runc-compatible path, neither loads nor evaluates it.
+const imageCommands = () => import('./image-containers.js');
+
+/** `delete`'s second half: an image container's bundle, writable layer and network, if any. */
+async function deleteImageContainer(ctx: Context, id: string): Promise<void> {
+  // <dataRoot>/containers/<id> is what marks a container made from an image (or its remains).
+  if (!existsSync(join(ctx.dataRoot, 'containers', id))) return;
+  await (await imageCommands()).deleteImageContainer(ctx, id);
+}
 
 interface CreateFlags {
   bundle: string;
@@ -88,7 +102,7 @@ export function register(program: Command): void {
         cmd: Command,
       ) => {
         const ctx = context(cmd);
-        if (f.image !== undefined) return runImage(ctx, f, args);
+        if (f.image !== undefined) return (await imageCommands()).runImage(ctx, f, args);
         if (args.length !== 1) throw new UsageError(`run: expected one container id, got ${args.length}`);
         const id = args[0] as string;
         if (f.detach && !f.consoleSocket && loadBundleConfig(f.bundle).process?.terminal) {
