@@ -66,7 +66,7 @@ import {
   mountsUnder,
   unmount,
 } from './mounts.js';
-import { errCode, O, openat, syncfs } from './sys.js';
+import { errCode, O, openat } from './sys.js';
 import { TAR_END, tarHeader } from './tar.js';
 import { copyTree } from './tree.js';
 import { cleanPath, type UnpackLayerOptions, unpackLayer, type WhiteoutFormat } from './unpack.js';
@@ -235,6 +235,17 @@ async function lockFile(
   } catch (e) {
     await h.close();
     throw e;
+  }
+}
+
+/** Writes a new file (0600), flushed to disk before returning when `durable`. */
+async function writeFileDurable(path: string, data: string, durable: boolean): Promise<void> {
+  const h = await open(path, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, 0o600);
+  try {
+    await h.writeFile(data);
+    if (durable) await h.sync();
+  } finally {
+    await h.close();
   }
 }
 
@@ -428,6 +439,9 @@ export class LayerStore {
         ...(req.diffID !== undefined ? { diffID: req.diffID } : {}),
         ...(applied ? { existing: true } : { lowers: parentReady ? lowers : await lowers() }),
         rootless: this.rootless,
+        // the flush runs where the layer was unpacked (a worker thread): the main thread and the
+        // other layers go on meanwhile
+        sync: this.#durable,
         ...(req.signal ? { signal: req.signal } : {}),
         ...(req.onProgress ? { onProgress: req.onProgress } : {}),
       });
@@ -452,8 +466,9 @@ export class LayerStore {
         created: new Date().toISOString(),
         skipped: res.skipped,
       };
-      await writeFile(join(tmp, 'layer.json'), `${JSON.stringify(info)}\n`, { mode: 0o600 });
-      if (this.#durable) syncfs(tmpLock);
+      // the layer's files were flushed by unpackLayer's syncfs; layer.json is flushed on its own
+      await writeFileDurable(join(tmp, 'layer.json'), `${JSON.stringify(info)}\n`, this.#durable);
+      if (this.#durable) await fsyncDir(tmp);
       if (req.owner !== undefined) await this.#addRef(req.owner, chain);
       await rename(tmp, this.#layerDir(chain));
       tmp = undefined;

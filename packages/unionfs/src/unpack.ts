@@ -12,6 +12,8 @@
  * a promise per syscall costs more than the syscall. Decompression runs on libuv's pool (zlib)
  * while the main thread parses and writes.
  */
+
+import { createHash, type Hash } from 'node:crypto';
 import {
   chmodSync,
   createReadStream,
@@ -31,7 +33,8 @@ import { mkdir, rm } from 'node:fs/promises';
 import { type Readable, Transform, type TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { type Compression, type Digest, Digester, isImageError, splitDigest, VerifyStream } from '@tsc/image';
+// types only: a worker thread loads this module, and @tsc/image's index costs ~200 ms to load
+import type { Compression, Digest } from '@tsc/image';
 import { closeFd, S } from '@tsc/syscall';
 import { isUnionfsError, UnionfsError } from './errors.js';
 import {
@@ -50,6 +53,7 @@ import {
   openInRoot,
   setxattr,
   symlinkat,
+  syncfs,
   type Timespec,
   unlinkat,
   utimensat,
@@ -92,6 +96,11 @@ export interface UnpackLayerOptions {
    * not created here, and not removed on failure.
    */
   existing?: boolean;
+  /**
+   * Flush the filesystem (`syncfs`) once every entry is written, before returning: the layer's
+   * files are on disk when the promise resolves.
+   */
+  sync?: boolean;
   signal?: AbortSignal;
   /** Called with the compressed bytes read so far, at most every 64 KiB of input. */
   onProgress?: (bytes: number) => void;
@@ -800,11 +809,88 @@ export class Extractor implements TarSink {
   }
 }
 
-class Hashing extends Transform {
-  readonly digester = new Digester();
+type Algorithm = 'sha256' | 'sha512';
+const algorithmOf = (d: Digest): Algorithm => d.slice(0, d.indexOf(':')) as Algorithm;
+const hexDigest = (algorithm: Algorithm, h: Hash): Digest => `${algorithm}:${h.digest('hex')}` as Digest;
+
+/** An error of @tsc/image (a caller's stream may throw one), recognised by its brand. */
+function isImageError(e: unknown): e is Error & { code: string } {
+  return (
+    typeof e === 'object' &&
+    e !== null &&
+    (e as Record<symbol, unknown>)[Symbol.for('@tsc/image.ImageError')] === true
+  );
+}
+
+/**
+ * The blob as read: counts it (progress), hashes it and, with a descriptor, fails as soon as it is
+ * longer than its size and at the end when its size or digest differ.
+ */
+class BlobCheck extends Transform {
+  readonly algorithm: Algorithm;
+  bytes = 0;
+  #hash: Hash;
+  #reported = 0;
+  #digest: Digest | undefined;
+  #expected: Digest | undefined;
+  #size: number | undefined;
+  #onProgress: ((bytes: number) => void) | undefined;
+
+  constructor(expected: Digest | undefined, size: number | undefined, onProgress?: (bytes: number) => void) {
+    super();
+    this.algorithm = expected ? algorithmOf(expected) : 'sha256';
+    this.#hash = createHash(this.algorithm);
+    this.#expected = expected;
+    this.#size = size;
+    this.#onProgress = onProgress;
+  }
+
   override _transform(chunk: Buffer, _e: BufferEncoding, done: TransformCallback): void {
-    this.digester.update(chunk);
+    this.#hash.update(chunk);
+    this.bytes += chunk.length;
+    if (this.#onProgress && this.bytes - this.#reported >= 65536) {
+      this.#reported = this.bytes;
+      this.#onProgress(this.bytes);
+    }
+    if (this.#expected && this.#size !== undefined && this.bytes > this.#size) {
+      done(
+        new UnionfsError(
+          'SizeMismatch',
+          `layer ${this.#expected}: more than the ${this.#size} bytes its descriptor gives`,
+        ),
+      );
+      return;
+    }
     done(null, chunk);
+  }
+
+  override _flush(done: TransformCallback): void {
+    const got = this.digest();
+    if (this.#expected && this.#size !== undefined && this.bytes !== this.#size) {
+      done(
+        new UnionfsError(
+          'SizeMismatch',
+          `layer ${this.#expected}: ${this.bytes} bytes, its descriptor gives ${this.#size}`,
+        ),
+      );
+      return;
+    }
+    if (this.#expected && got !== this.#expected) {
+      done(
+        new UnionfsError(
+          'DigestMismatch',
+          `layer ${this.#expected}: content has digest ${got}, expected ${this.#expected}`,
+        ),
+      );
+      return;
+    }
+    done();
+  }
+
+  /** The digest of what was read (final once the stream ended). */
+  digest(): Digest {
+    this.#digest ??= hexDigest(this.algorithm, this.#hash);
+    return this.#digest;
   }
 }
 
@@ -831,13 +917,13 @@ async function checkBlobFile(path: string, digest: Digest, size: number | undefi
   if (size !== undefined && st.size !== size)
     throw new UnionfsError('SizeMismatch', `layer ${digest}: ${st.size} bytes, its descriptor gives ${size}`);
   if (st.size > DRAIN_LIMIT) return;
-  const d = new Digester(splitDigest(digest).algorithm);
+  const d = createHash(algorithmOf(digest));
   try {
     for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) d.update(chunk as Buffer);
   } catch {
     return;
   }
-  const got = d.digest();
+  const got = hexDigest(algorithmOf(digest), d);
   if (got !== digest)
     throw new UnionfsError(
       'DigestMismatch',
@@ -876,40 +962,24 @@ export async function unpackLayer(
     });
     ex = extractor;
     const parser = new TarParser(extractor);
-    const diff = new Digester();
+    const diff = createHash('sha256');
+    let diffSize = 0;
     const src = typeof blob === 'string' ? createReadStream(blob, { highWaterMark: 1 << 20 }) : blob;
-    const verify = opts.digest
-      ? new VerifyStream(opts.digest, {
-          ...(opts.size !== undefined ? { size: opts.size } : {}),
-          what: `layer ${opts.digest}`,
-        })
-      : undefined;
-    const hashing = verify ? undefined : new Hashing();
-    let read = 0;
-    let reported = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _e, done) {
-        read += chunk.length;
-        if (opts.onProgress && read - reported >= 65536) {
-          reported = read;
-          opts.onProgress(read);
-        }
-        done(null, chunk);
-      },
-    });
+    const check = new BlobCheck(opts.digest, opts.size, opts.onProgress);
     // An entry that fails does not end the stream at once when the blob's digest is checked: the
     // rest is read (not parsed, at most DRAIN_LIMIT bytes of the blob) so that a blob that is not
     // the one its descriptor names is reported as DigestMismatch/SizeMismatch, not as whatever
     // its first bad entry happens to be. The entry error is reported when the blob verifies.
     let entryError: unknown;
     let readAtError = 0;
-    const drain = verify !== undefined;
+    const drain = opts.digest !== undefined;
     const sink = new Writable({
       highWaterMark: 1 << 20,
       write(chunk: Buffer, _e, done) {
         diff.update(chunk);
+        diffSize += chunk.length;
         if (entryError !== undefined) {
-          done(read - readAtError > DRAIN_LIMIT ? (entryError as Error) : undefined);
+          done(check.bytes - readAtError > DRAIN_LIMIT ? (entryError as Error) : undefined);
           return;
         }
         try {
@@ -921,7 +991,7 @@ export async function unpackLayer(
             return;
           }
           entryError = e;
-          readAtError = read;
+          readAtError = check.bytes;
           done();
         }
       },
@@ -938,9 +1008,7 @@ export async function unpackLayer(
         }
       },
     });
-    const stages: (Readable | Transform | Writable)[] = [src, counter];
-    if (verify) stages.push(verify);
-    if (hashing) stages.push(hashing);
+    const stages: (Readable | Transform | Writable)[] = [src, check];
     const dec = await decompressor(opts.compression);
     if (dec) stages.push(dec);
     stages.push(sink);
@@ -951,18 +1019,19 @@ export async function unpackLayer(
     if (typeof opts.lowers === 'function') extractor.fixup(await opts.lowers());
     extractor.finish();
     ex = undefined;
-    const diffID = diff.digest();
+    const diffID = hexDigest('sha256', diff);
     if (opts.diffID !== undefined && diffID !== opts.diffID)
       throw new UnionfsError(
         'DigestMismatch',
         `layer ${opts.digest ?? dir}: uncompressed content has diffID ${diffID}, the image config says ${opts.diffID}`,
       );
-    if (opts.onProgress) opts.onProgress(read);
+    if (opts.sync) syncfs(rootFd);
+    if (opts.onProgress) opts.onProgress(check.bytes);
     return {
       diffID,
-      digest: opts.digest ?? (hashing as Hashing).digester.digest(),
-      compressedSize: read,
-      size: diff.size,
+      digest: check.digest(),
+      compressedSize: check.bytes,
+      size: diffSize,
       entries: parser.entries,
       skipped: extractor.skippedCount > 0 ? extractor.skipped : [],
     };
@@ -973,7 +1042,9 @@ export async function unpackLayer(
     if (!opts.existing) await rm(dir, { recursive: true, force: true }).catch(() => {});
     // the stream stopped before the blob was verified (a corrupt compressed stream, a drain past
     // the limit): a blob file that is not the one named is reported as such
-    if (!isImageError(e) && (e as Error)?.name !== 'AbortError' && typeof blob === 'string' && opts.digest)
+    const blobError =
+      isImageError(e) || (isUnionfsError(e) && (e.code === 'DigestMismatch' || e.code === 'SizeMismatch'));
+    if (!blobError && (e as Error)?.name !== 'AbortError' && typeof blob === 'string' && opts.digest)
       await checkBlobFile(blob, opts.digest, opts.size);
     if (isImageError(e))
       throw new UnionfsError(e.code === 'SizeMismatch' ? 'SizeMismatch' : 'DigestMismatch', e.message, {
