@@ -189,16 +189,24 @@ export async function pullImage(ctx: Context, image: string, f: PullFlags): Prom
   try {
     const store = await openImageStore(f.dataRoot ?? ctx.dataRoot);
     display.print(`${r.digest && !r.tag ? r.digest : r.tag}: Pulling from ${r.path}`);
-    const res = await (await registry()).pull(store, r, {
+    // Download and unpack together (the first missing layer unpacks while it downloads, the
+    // others as soon as they are stored), so `run --image` starts at once.
+    const { pullAndUnpack } = await import('../pull-unpack.js');
+    const layerStore = await LayerStore.open({ root: f.dataRoot ?? ctx.dataRoot });
+    const downloaded = new Set<string>();
+    const { pull: res } = await pullAndUnpack(store, layerStore, r, {
       client,
       signal: stop.signal,
       ...(f.platform ? { platform: f.platform } : {}),
+      // NSINIT_PULL_STREAM=0: unpack from the stored blobs only (for comparisons, bench/pull-run.mjs)
+      stream: process.env.NSINIT_PULL_STREAM !== '0',
       onProgress: (e: PullProgress) => {
         if (e.type === 'warning') {
           if (!f.quiet) ctx.log.warn(e.message);
           return;
         }
         if (e.type !== 'blob' || e.kind !== 'layer') return;
+        if (e.status === 'complete' || e.status === 'exists') downloaded.add(e.digest);
         const status = PULL_STATUS[e.status] ?? e.status;
         display.update(
           shortId(e.digest),
@@ -206,18 +214,10 @@ export async function pullImage(ctx: Context, image: string, f: PullFlags): Prom
           e.status === 'downloading' ? { current: e.current ?? 0, total: e.size } : undefined,
         );
       },
-    });
-    // Like docker pull, the layers are extracted too, so `run --image` starts at once.
-    const layerStore = await LayerStore.open({ root: f.dataRoot ?? ctx.dataRoot });
-    await layerStore.unpackImage({
-      content: store,
-      layers: res.manifest.layers,
-      diffIDs: res.config.rootfs.diff_ids,
-      owner: `image:${res.configDescriptor.digest}`,
-      signal: stop.signal,
-      onProgress: (i, bytes) => {
-        const layer = res.manifest.layers[i];
-        if (layer) display.update(shortId(layer.digest), 'Extracting', { current: bytes, total: layer.size });
+      onExtract: (layer, bytes) => {
+        // A layer streaming into the unpacker shows its download until that is complete.
+        if (downloaded.has(layer.digest))
+          display.update(shortId(layer.digest), 'Extracting', { current: bytes, total: layer.size });
       },
     });
     for (const layer of res.manifest.layers) display.update(shortId(layer.digest), 'Pull complete');

@@ -1,0 +1,392 @@
+// pullAndUnpack (nsinit pull): the first missing layer unpacks from its download stream, the
+// others from the content store; against Debian's docker-registry on 127.0.0.1, through a
+// fault-injecting proxy: a wrong byte mid-stream, a connection cut and resumed with Range, an
+// abort, concurrent pulls sharing layers. In-process, as root (overlay whiteouts, chown).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { type Descriptor, type Digest, digestOf, parseReference } from '@tsc/image';
+import { ContentStore, isImageError, push } from '@tsc/registry-client';
+import { chainIDs, LayerStore } from '@tsc/unionfs';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { pullAndUnpack } from '../src/pull-unpack.js';
+import { ustar } from './helpers.js';
+
+const skip =
+  process.getuid?.() !== 0
+    ? 'needs root'
+    : !fs.existsSync('/usr/bin/docker-registry')
+      ? 'needs docker-registry'
+      : undefined;
+const FAST = { retry: { attempts: 3, baseDelayMs: 20 } };
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startRegistry(dir: string): Promise<{ host: string; stop: () => Promise<void> }> {
+  const port = await freePort();
+  fs.writeFileSync(
+    path.join(dir, 'config.yml'),
+    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: s\n`,
+  );
+  const child: ChildProcess = spawn('/usr/bin/docker-registry', ['serve', path.join(dir, 'config.yml')], {
+    stdio: 'ignore',
+  });
+  for (let i = 0; ; i++) {
+    const up = await new Promise<boolean>((r) => {
+      http
+        .get(`http://127.0.0.1:${port}/v2/`, (res) => {
+          res.resume();
+          r(true);
+        })
+        .on('error', () => r(false));
+    });
+    if (up) break;
+    if (i > 200) throw new Error('docker-registry did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    host: `127.0.0.1:${port}`,
+    stop: () =>
+      new Promise<void>((r) => {
+        if (child.exitCode !== null || child.signalCode !== null) return r();
+        child.once('exit', () => r());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/** What the proxy does to a blob GET: cut the connection after `cut` bytes, or flip the byte at `flip`. */
+type Fault = { cut?: number; flip?: number } | undefined;
+
+/** A proxy in front of the registry; `fault(digest, n)` decides for the n-th GET of a blob. */
+async function startProxy(target: string) {
+  const port = await freePort();
+  const counts = new Map<string, number>();
+  const proxy = {
+    host: `127.0.0.1:${port}`,
+    ranges: [] as Array<{ digest: string; range: string | undefined }>,
+    fault: (_digest: string, _n: number): Fault => undefined,
+    /** Forget the requests seen (n counts from 1 again). */
+    reset: () => {
+      counts.clear();
+      proxy.ranges.length = 0;
+    },
+    stop: async () => {},
+  };
+  const server = http.createServer((req, res) => {
+    const m = /\/blobs\/(sha256:[0-9a-f]{64})$/.exec((req.url ?? '').split('?')[0] as string);
+    let f: Fault;
+    if (m && req.method === 'GET') {
+      const d = m[1] as string;
+      const n = (counts.get(d) ?? 0) + 1;
+      counts.set(d, n);
+      proxy.ranges.push({ digest: d, range: req.headers.range });
+      f = proxy.fault(d, n);
+    }
+    const [h, p] = target.split(':') as [string, string];
+    const up = http.request(
+      {
+        host: h,
+        port: Number(p),
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, host: target },
+      },
+      (ures) => {
+        res.writeHead(ures.statusCode ?? 502, ures.headers);
+        let sent = 0;
+        ures.on('data', (chunk: Buffer) => {
+          let c = chunk;
+          if (f?.flip !== undefined && f.flip >= sent && f.flip < sent + c.length) {
+            c = Buffer.from(c);
+            c[f.flip - sent] = (c[f.flip - sent] ?? 0) ^ 0xff;
+          }
+          if (f?.cut !== undefined && sent + c.length >= f.cut) {
+            res.write(c.subarray(0, f.cut - sent));
+            ures.destroy();
+            res.socket?.destroy();
+            sent = f.cut;
+            return;
+          }
+          sent += c.length;
+          res.write(c);
+        });
+        ures.on('end', () => res.end());
+        ures.on('error', () => res.destroy());
+      },
+    );
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  proxy.stop = () =>
+    new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    });
+  return proxy;
+}
+
+interface TestImage {
+  layers: Descriptor[];
+  diffIDs: Digest[];
+  chains: Digest[];
+  /** A file of each layer and its content. */
+  files: Array<{ name: string; data: Buffer }>;
+}
+
+/** A layer of `count` files of random bytes (incompressible: the blob is about `count * size`). */
+function layer(tag: string, count: number, size: number) {
+  const files = Array.from({ length: count }, (_, i) => ({
+    name: `${tag}/f${i}`,
+    data: randomBytes(size),
+  }));
+  const tar = ustar([{ name: `${tag}/`, dir: true }, ...files]);
+  return { tar, gz: gzipSync(tar), files };
+}
+
+/** Pushes an image made of `parts` (reusing given layers) as `name`. */
+async function makeImage(
+  src: ContentStore,
+  name: string,
+  parts: ReturnType<typeof layer>[],
+): Promise<TestImage> {
+  const layers: Descriptor[] = [];
+  for (const p of parts)
+    layers.push({
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+      digest: await src.put(p.gz),
+      size: p.gz.length,
+    });
+  const diffIDs = parts.map((p) => digestOf(p.tar));
+  const config = await src.putJSON(
+    { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: diffIDs } },
+    'application/vnd.oci.image.config.v1+json',
+  );
+  const mt = 'application/vnd.oci.image.manifest.v1+json';
+  await src.setRef(name, await src.putJSON({ schemaVersion: 2, mediaType: mt, config, layers }, mt));
+  await push(src, name, FAST);
+  return {
+    layers,
+    diffIDs,
+    chains: chainIDs(diffIDs),
+    files: parts.map((p) => p.files[p.files.length - 1] as { name: string; data: Buffer }),
+  };
+}
+
+describe.skipIf(skip !== undefined)('pull and unpack together', () => {
+  let tmp: string;
+  let reg: Awaited<ReturnType<typeof startRegistry>>;
+  let proxy: Awaited<ReturnType<typeof startProxy>>;
+  let src: ContentStore;
+  // layers shared by the images: base (3 MB, streamed in most tests), mid, top
+  let base: ReturnType<typeof layer>;
+  let mid: ReturnType<typeof layer>;
+  let top: ReturnType<typeof layer>;
+  let n = 0;
+  const roots = () => path.join(tmp, `root-${++n}`);
+  const open = async (root: string) => ({
+    store: await ContentStore.open(path.join(root, 'content')),
+    layers: await LayerStore.open({ root }),
+  });
+  const stored = (root: string) =>
+    fs.readdirSync(path.join(root, 'layers', 'overlay', 'layers')).map((h) => `sha256:${h}`);
+  const leftovers = (root: string) => [
+    ...fs.readdirSync(path.join(root, 'layers', 'overlay', 'tmp')),
+    ...fs
+      .readdirSync(path.join(root, 'content', 'ingest'))
+      .filter((f) => fs.statSync(path.join(root, 'content', 'ingest', f)).size === 0),
+  ];
+
+  beforeAll(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nsinit-pullunpack-'));
+    fs.mkdirSync(path.join(tmp, 'registry'));
+    reg = await startRegistry(path.join(tmp, 'registry'));
+    proxy = await startProxy(reg.host);
+    src = await ContentStore.open(path.join(tmp, 'src'));
+    base = layer('base', 60, 50_000);
+    mid = layer('mid', 200, 2_000);
+    top = layer('top', 20, 30_000);
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await reg?.stop();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('the first layer unpacks from its download; the rest from the store; again: nothing to do', async () => {
+    const img = await makeImage(src, `${reg.host}/pu/a:1`, [base, mid, top]);
+    const root = roots();
+    const { store, layers } = await open(root);
+    const extracted = new Set<string>();
+    const r = await pullAndUnpack(store, layers, parseReference(`${proxy.host}/pu/a:1`), {
+      ...FAST,
+      onExtract: (l) => extracted.add(l.digest),
+    });
+    expect(r.streamed?.index).toBe(0);
+    expect(r.layers.map((l) => l.chainID)).toEqual(img.chains);
+    expect(r.layers.every((l) => l.unpacked)).toBe(true);
+    expect(extracted.size).toBe(3);
+    for (const [i, f] of img.files.entries())
+      expect(
+        fs.readFileSync(
+          path.join(root, 'layers', 'overlay', 'layers', img.chains[i]!.slice(7), 'diff', f.name),
+        ),
+      ).toEqual(f.data);
+    for (const l of img.layers) expect(await store.has(l.digest)).toBe(true);
+    expect((await store.listRefs()).map((x) => x.name)).toEqual([`${proxy.host}/pu/a:1`]);
+    expect((await layers.references()).get(`image:${r.pull.configDescriptor.digest}`)).toEqual([
+      img.chains[2],
+    ]);
+    expect(leftovers(root)).toEqual([]);
+
+    const again = await pullAndUnpack(store, layers, parseReference(`${proxy.host}/pu/a:1`), FAST);
+    expect(again.streamed).toBeUndefined();
+    expect(again.layers.map((l) => l.unpacked)).toEqual([false, false, false]);
+  });
+
+  test('an image whose base is unpacked already streams its first missing layer', async () => {
+    await makeImage(src, `${reg.host}/pu/b:1`, [base]);
+    const img = await makeImage(src, `${reg.host}/pu/c:1`, [base, mid, top]);
+    const root = roots();
+    const { store, layers } = await open(root);
+    await pullAndUnpack(store, layers, parseReference(`${reg.host}/pu/b:1`), FAST);
+    const r = await pullAndUnpack(store, layers, parseReference(`${reg.host}/pu/c:1`), FAST);
+    expect(r.streamed?.index).toBe(1);
+    expect(r.layers.map((l) => l.unpacked)).toEqual([false, true, true]);
+    expect(stored(root).sort()).toEqual([...img.chains].sort());
+  });
+
+  test('concurrent pulls of images sharing layers unpack each layer once', async () => {
+    const a = await makeImage(src, `${reg.host}/pu/d:1`, [base, mid]);
+    const b = await makeImage(src, `${reg.host}/pu/e:1`, [base, mid, top]);
+    const root = roots();
+    const one = await open(root);
+    const two = await open(root); // as another process would: own store objects
+    const [ra, rb] = await Promise.all([
+      pullAndUnpack(one.store, one.layers, parseReference(`${reg.host}/pu/d:1`), FAST),
+      pullAndUnpack(two.store, two.layers, parseReference(`${reg.host}/pu/e:1`), FAST),
+    ]);
+    const unpacked = [...ra.layers, ...rb.layers].filter((l) => l.unpacked).map((l) => l.chainID);
+    expect(unpacked.sort()).toEqual([...b.chains].sort()); // each chain once
+    expect(ra.layers.map((l) => l.chainID)).toEqual(a.chains);
+    expect(rb.layers.map((l) => l.chainID)).toEqual(b.chains);
+    expect(stored(root).sort()).toEqual([...b.chains].sort());
+    expect(leftovers(root)).toEqual([]);
+  });
+
+  test('a wrong byte in the middle of the streamed layer: DigestMismatch, nothing stored or unpacked', async () => {
+    const img = await makeImage(src, `${reg.host}/pu/f:1`, [base, mid, top]);
+    const bad = img.layers[0] as Descriptor;
+    proxy.fault = (d) => (d === bad.digest ? { flip: Math.floor(bad.size * 0.7) } : undefined);
+    const root = roots();
+    const { store, layers } = await open(root);
+    let extractedBytes = 0;
+    const e = await pullAndUnpack(store, layers, parseReference(`${proxy.host}/pu/f:1`), {
+      ...FAST,
+      onExtract: (l, bytes) => {
+        if (l.digest === bad.digest) extractedBytes = bytes;
+      },
+    }).catch((x: unknown) => x);
+    proxy.fault = () => undefined;
+    expect(isImageError(e) && e.code).toBe('DigestMismatch');
+    expect((e as Error).message).toMatch(`blob ${bad.digest}`);
+    expect(extractedBytes).toBeGreaterThan(0); // it was streaming when the bad byte came
+    expect(await store.has(bad.digest)).toBe(false);
+    expect(await store.listRefs()).toEqual([]);
+    expect(stored(root)).toEqual([]); // layers 1, 2 need layer 0
+    expect(await layers.references()).toEqual(new Map());
+    expect(leftovers(root)).toEqual([]);
+    expect(fs.readdirSync(path.join(root, 'content', 'ingest'))).toEqual([]);
+  });
+
+  test('a wrong blob that is not streamed: DigestMismatch, no name, no reference, its layer not unpacked', async () => {
+    const img = await makeImage(src, `${reg.host}/pu/g:1`, [base, mid, top]);
+    const bad = img.layers[2] as Descriptor;
+    proxy.fault = (d) => (d === bad.digest ? { flip: 100 } : undefined);
+    const root = roots();
+    const { store, layers } = await open(root);
+    const e = await pullAndUnpack(store, layers, parseReference(`${proxy.host}/pu/g:1`), FAST).catch(
+      (x: unknown) => x,
+    );
+    proxy.fault = () => undefined;
+    expect(isImageError(e) && e.code).toBe('DigestMismatch');
+    expect(await store.has(bad.digest)).toBe(false);
+    expect(await store.listRefs()).toEqual([]);
+    expect(stored(root)).not.toContain(img.chains[2]);
+    expect(await layers.references()).toEqual(new Map());
+    expect(leftovers(root)).toEqual([]);
+  });
+
+  test('a connection cut in the streamed layer: the download resumes with Range and the stream goes on', async () => {
+    const img = await makeImage(src, `${reg.host}/pu/h:1`, [base, mid, top]);
+    const first = img.layers[0] as Descriptor;
+    proxy.reset();
+    proxy.fault = (d, n) => (d === first.digest && n === 1 ? { cut: Math.floor(first.size / 2) } : undefined);
+    const root = roots();
+    const { store, layers } = await open(root);
+    const r = await pullAndUnpack(store, layers, parseReference(`${proxy.host}/pu/h:1`), FAST);
+    proxy.fault = () => undefined;
+    const gets = proxy.ranges.filter((x) => x.digest === first.digest);
+    expect(gets).toHaveLength(2);
+    expect(gets[1]?.range).toMatch(/^bytes=[1-9]\d*-$/);
+    expect(r.streamed?.index).toBe(0);
+    expect(r.streamed?.result.unpacked).toBe(true);
+    expect(r.layers.map((l) => l.chainID)).toEqual(img.chains);
+    expect(
+      fs.readFileSync(
+        path.join(root, 'layers', 'overlay', 'layers', img.chains[0]!.slice(7), 'diff', img.files[0]!.name),
+      ),
+    ).toEqual(img.files[0]!.data);
+    expect(leftovers(root)).toEqual([]);
+  });
+
+  test('an abort mid-stream leaves no layer and no name; the next pull resumes the partial and unpacks from the store', async () => {
+    const img = await makeImage(src, `${reg.host}/pu/i:1`, [base, mid, top]);
+    const first = img.layers[0] as Descriptor;
+    // cut the first layer after 1 MB: the stream is under way when the retry aborts the pull
+    proxy.reset();
+    proxy.fault = (d, n) => (d === first.digest && n === 1 ? { cut: 1_000_000 } : undefined);
+    const root = roots();
+    const { store, layers } = await open(root);
+    const ac = new AbortController();
+    const e = await pullAndUnpack(store, layers, parseReference(`${proxy.host}/pu/i:1`), {
+      retry: { attempts: 3, baseDelayMs: 2000 },
+      signal: ac.signal,
+      onProgress: (ev) => {
+        if (ev.type === 'blob' && ev.digest === first.digest && ev.status === 'retrying')
+          ac.abort(new Error('interrupted'));
+      },
+    }).catch((x: unknown) => x);
+    proxy.fault = () => undefined;
+    expect((e as Error).message).toMatch(/interrupted|abort/i);
+    expect(stored(root)).toEqual([]);
+    expect(fs.readdirSync(path.join(root, 'layers', 'overlay', 'tmp'))).toEqual([]);
+    expect(await store.listRefs()).toEqual([]);
+    expect(await layers.references()).toEqual(new Map());
+    // The bytes of the first layer stay for a resume; that download does not stream (no sink).
+    const partial = path.join(root, 'content', 'ingest', `sha256-${first.digest.slice(7)}`);
+    expect(fs.statSync(partial).size).toBeGreaterThan(0);
+    proxy.reset();
+    const r = await pullAndUnpack(store, layers, parseReference(`${proxy.host}/pu/i:1`), FAST);
+    expect(proxy.ranges.find((x) => x.digest === first.digest)?.range).toMatch(/^bytes=[1-9]\d*-$/);
+    expect(r.streamed).toBeUndefined();
+    expect(r.layers.map((l) => l.unpacked)).toEqual([true, true, true]);
+    expect(stored(root).sort()).toEqual([...img.chains].sort());
+    expect(leftovers(root)).toEqual([]);
+  });
+});
