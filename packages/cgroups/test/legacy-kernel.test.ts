@@ -39,25 +39,61 @@ function netClsHierarchy(): { hierarchy: string; cgroups: number } {
 // net_cls/net_prio are mounted by nobody on this host: the network test binds them to a private
 // hierarchy for its duration and unbinds them again (the hierarchy dies with its last mount once
 // it has no child cgroups).
-const withNet = run && unbound('net_cls') && unbound('net_prio');
+const netSkip = !run
+  ? ''
+  : !['net_cls', 'net_prio'].every((c) =>
+        fs.readFileSync('/proc/cgroups', 'utf8').match(new RegExp(`^${c}\\s`, 'm')),
+      )
+    ? 'the kernel has no net_cls/net_prio controller (CONFIG_CGROUP_NET_CLASSID, CONFIG_CGROUP_NET_PRIO)'
+    : !(unbound('net_cls') && unbound('net_prio'))
+      ? 'net_cls/net_prio are already bound to a hierarchy on this host (the test needs a private one it can unbind)'
+      : ['nft', 'ip', 'nsenter'].find(
+            (b) => !['/usr/sbin', '/sbin', '/usr/bin', '/bin'].some((d) => fs.existsSync(`${d}/${b}`)),
+          )
+        ? 'nft, ip and nsenter are needed to see the packets (apt-get install nftables iproute2 util-linux)'
+        : undefined;
 
+// The network test's child: applies linux.resources.network to a cgroup of a private
+// net_cls,net_prio hierarchy, then makes processes send UDP datagrams through the veth `dev`
+// (host end of a pair whose peer is in a network namespace the test made) to `dst`, from inside
+// the cgroup (ports 5001 and, after update(), 5003) and from outside (5002). The test counts them
+// with nftables on the veth's egress hook.
 const NET_SCRIPT = `
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-const { openCgroup, detectLayout } = await import(process.argv[2]);
-const root = process.argv[3];
+const [lib, root, parent, dev, dst] = process.argv.slice(2);
+const { openCgroup, detectLayout } = await import(lib);
 const out = { layout: detectLayout(root) };
-const m = openCgroup({ path: process.argv[4] + '/net', root });
+const m = openCgroup({ path: parent + '/net', root });
 m.create();
-out.applied = m.apply({ network: { classID: 0x100001, priorities: [{ name: 'lo', priority: 5 }] } }).applied;
+// 20 datagrams from one socket, opened after the process was moved (so no socket predates the cgroup).
+const SEND = 'const s = require("dgram").createSocket("udp4"); let n = 0;' +
+  'const f = () => s.send("x", +process.argv[1], process.argv[2], (e) => { if (e) throw e; if (++n < 20) f(); else s.close(); }); f();';
+function send(port, cg) {
+  const c = spawn('sh', ['-c', 'read x; exec "$0" -e "$1" "$2" "$3"', process.execPath, SEND, String(port), dst], {
+    stdio: ['pipe', 'ignore', 'inherit'],
+  });
+  const exited = new Promise((r) => c.on('exit', (code, signal) => r(code ?? signal)));
+  if (cg) cg.addProcess(c.pid);
+  c.stdin.end('\\n');
+  return exited;
+}
+const priomap = () => fs.readFileSync(m.dirs().net_prio + '/net_prio.ifpriomap', 'utf8').split('\\n').find((l) => l.startsWith(dev + ' '));
+out.applied = m.apply({ network: { classID: 0x100001, priorities: [{ name: dev, priority: 5 }] } }).applied;
 out.classid = fs.readFileSync(m.dirs().net_cls + '/net_cls.classid', 'utf8').trim();
-out.ifpriomap = fs.readFileSync(m.dirs().net_prio + '/net_prio.ifpriomap', 'utf8');
+out.ifpriomap = priomap();
+out.inside = await send(5001, m);
+out.outside = await send(5002, undefined);
+out.updated = m.update({ network: { classID: 0x100002, priorities: [{ name: dev, priority: 7 }] } }).applied;
+out.ifpriomap2 = priomap();
+out.afterUpdate = await send(5003, m);
 try {
   m.apply({ unified: { 'memory.high': '1' } });
 } catch (err) {
   out.unified = err.message;
 }
 await m.destroy();
-fs.rmdirSync(root + '/net' + process.argv[4]);
+fs.rmdirSync(root + '/net' + parent);
 console.log(JSON.stringify(out));
 `;
 
@@ -174,21 +210,51 @@ describe.skipIf(!run)('legacy layout on the real kernel (needs root, unshare and
     expect(openCgroup({ path: CG }).exists()).toBe(true); // the parent stays; afterAll removes it
   });
 
-  it.runIf(withNet)(
-    'network: net_cls.classid and net_prio.ifpriomap on a private net_cls,net_prio hierarchy',
-    async () => {
-      const root = path.join(tmp, 'netroot');
-      const net = path.join(root, 'net');
+  it('network by effect: packets from the cgroup carry net_cls.classid and the net_prio.ifpriomap priority', async (ctx) => {
+    if (netSkip !== undefined) ctx.skip(true, netSkip);
+    const root = path.join(tmp, 'netroot');
+    const netdir = path.join(root, 'net');
+    // A veth pair: the host end (its priority is what net_prio maps: ifpriomap only knows devices of
+    // the initial network namespace) and the peer in a network namespace held by a sleeping child.
+    // Datagrams go only to the peer's address; nft counts them on the host end's egress hook, which
+    // runs after the kernel set skb->priority from the sending socket's cgroup.
+    const dev = `tsccg${process.pid % 100000}a`;
+    const peer = `tsccg${process.pid % 100000}b`;
+    const net = `10.213.${process.pid % 250}`;
+    const table = `tsc_cgtest_${process.pid}`;
+    const holder = spawn('unshare', ['-n', 'sleep', '600'], { stdio: 'ignore' });
+    const sh = (script: string) =>
+      execFileSync('sh', ['-c', `set -e\n${script}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const ownNs = fs.readlinkSync('/proc/self/ns/net');
+      const deadline = Date.now() + 5000;
+      while (fs.readlinkSync(`/proc/${holder.pid}/ns/net`) === ownNs) {
+        if (Date.now() > deadline) throw new Error('unshare -n did not make a network namespace');
+        await delay(10);
+      }
+      const rules = (port: number) =>
+        ['meta cgroup 0x00100001', 'meta cgroup 0x00100002', 'meta priority 0:5', 'meta priority 0:7', '']
+          .map((m) => `udp dport ${port} ${m} counter comment "${port} ${m || 'all'}"`)
+          .join('; ');
+      sh(`ip link add ${dev} type veth peer name ${peer} netns ${holder.pid}
+ip addr add ${net}.1/30 dev ${dev}
+ip link set ${dev} up
+nsenter -t ${holder.pid} -n sh -ec 'ip link set lo up; ip addr add ${net}.2/30 dev ${peer}; ip link set ${peer} up'
+nft -f - <<EOF
+table netdev ${table} {
+  chain egress { type filter hook egress device ${dev} priority 0; ${rules(5001)}; ${rules(5002)}; ${rules(5003)}; }
+}
+EOF`);
       const setup = [
         'set -e',
         `mkdir -p ${root}`,
         `mount -t tmpfs tmpfs ${root}`,
-        `mkdir ${net} && mount -t cgroup -o net_cls,net_prio cgroup ${net}`,
-        `"${process.execPath}" ${path.join(tmp, 'net.mjs')} ${path.join(pkg, 'dist/index.js')} ${root} ${CG}`,
+        `mkdir ${netdir} && mount -t cgroup -o net_cls,net_prio cgroup ${netdir}`,
+        `"${process.execPath}" ${path.join(tmp, 'net.mjs')} ${path.join(pkg, 'dist/index.js')} ${root} ${CG} ${dev} ${net}.2`,
         // The hierarchy is destroyed at the last unmount only if it has no child cgroups left, and
         // removed cgroups are released asynchronously: wait for that before unmounting.
         `for i in $(seq 200); do [ "$(awk '$1=="net_cls"{print $3}' /proc/cgroups)" = 1 ] && break; sleep 0.01; done`,
-        `umount ${net}`,
+        `umount ${netdir}`,
       ].join('\n');
       const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', setup], {
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -202,36 +268,81 @@ describe.skipIf(!run)('legacy layout on the real kernel (needs root, unshare and
         stderr += d.toString();
       });
       const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-      try {
-        expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
-        const out = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
-        expect(out['layout']).toBe('legacy');
-        expect(out['applied']).toEqual(['net_cls.classid=1048577', 'net_prio.ifpriomap=lo 5']);
-        expect(out['classid']).toBe('1048577');
-        expect(out['ifpriomap']).toMatch(/^lo 5$/m);
-        expect(out['unified']).toBe(
-          'linux.resources.unified["memory.high"]: unified keys are cgroup v2 files, and this host has only cgroup v1 hierarchies',
-        );
-      } finally {
-        // net_cls is unbound again (hierarchy 0); if the kernel kept the hierarchy, mount and unmount
-        // it once more now that it is empty.
-        const deadline = Date.now() + 2000;
-        while (netClsHierarchy().hierarchy !== '0' && Date.now() < deadline) await delay(20);
-        if (netClsHierarchy().hierarchy !== '0' && netClsHierarchy().cgroups === 1) {
-          const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsc-cg-netfix-'));
-          execFileSync('unshare', [
-            '-m',
-            '--propagation',
-            'private',
-            'sh',
-            '-c',
-            `mount -t cgroup -o net_cls,net_prio cgroup ${dir} && umount ${dir}`,
-          ]);
-          fs.rmdirSync(dir);
-          await delay(100);
+      expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+      const out = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+      expect(out['layout']).toBe('legacy');
+      expect(out['applied']).toEqual(['net_cls.classid=1048577', `net_prio.ifpriomap=${dev} 5`]);
+      expect(out['classid']).toBe('1048577');
+      expect(out['ifpriomap']).toBe(`${dev} 5`);
+      expect(out['updated']).toEqual(['net_cls.classid=1048578', `net_prio.ifpriomap=${dev} 7`]);
+      expect(out['ifpriomap2']).toBe(`${dev} 7`);
+      expect([out['inside'], out['outside'], out['afterUpdate']]).toEqual([0, 0, 0]);
+      expect(out['unified']).toBe(
+        'linux.resources.unified["memory.high"]: unified keys are cgroup v2 files, and this host has only cgroup v1 hierarchies',
+      );
+      // Datagrams can wait in the ARP queue for a moment after their sender exited.
+      const counters = (): Record<string, number> => {
+        const json = JSON.parse(
+          execFileSync('nft', ['-j', 'list', 'table', 'netdev', table], { encoding: 'utf8' }),
+        ) as {
+          nftables: { rule?: { comment?: string; expr: { counter?: { packets: number } }[] } }[];
+        };
+        const c: Record<string, number> = {};
+        for (const { rule } of json.nftables) {
+          const n = rule?.expr.find((e) => e.counter !== undefined)?.counter?.packets;
+          if (rule?.comment !== undefined && n !== undefined) c[rule.comment] = n;
         }
-        expect(netClsHierarchy().hierarchy).toBe('0');
+        return c;
+      };
+      const until = Date.now() + 5000;
+      let c = counters();
+      while (['5001 all', '5002 all', '5003 all'].some((k) => c[k] !== 20) && Date.now() < until) {
+        await delay(50);
+        c = counters();
       }
-    },
-  );
+      expect(c).toEqual({
+        // in the cgroup: classid 0x100001 (net_cls 1:1) and priority 5 on this device
+        '5001 all': 20,
+        '5001 meta cgroup 0x00100001': 20,
+        '5001 meta cgroup 0x00100002': 0,
+        '5001 meta priority 0:5': 20,
+        '5001 meta priority 0:7': 0,
+        // outside: neither
+        '5002 all': 20,
+        '5002 meta cgroup 0x00100001': 0,
+        '5002 meta cgroup 0x00100002': 0,
+        '5002 meta priority 0:5': 0,
+        '5002 meta priority 0:7': 0,
+        // in the cgroup after update(): the new classid and priority
+        '5003 all': 20,
+        '5003 meta cgroup 0x00100001': 0,
+        '5003 meta cgroup 0x00100002': 20,
+        '5003 meta priority 0:5': 0,
+        '5003 meta priority 0:7': 20,
+      });
+    } finally {
+      holder.kill('SIGKILL');
+      try {
+        sh(`nft delete table netdev ${table} 2>/dev/null || true; ip link del ${dev} 2>/dev/null || true`);
+      } catch {}
+      // net_cls is unbound again (hierarchy 0); if the kernel kept the hierarchy, mount and unmount
+      // it once more now that it is empty.
+      const deadline = Date.now() + 2000;
+      while (netClsHierarchy().hierarchy !== '0' && Date.now() < deadline) await delay(20);
+      if (netClsHierarchy().hierarchy !== '0' && netClsHierarchy().cgroups === 1) {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsc-cg-netfix-'));
+        execFileSync('unshare', [
+          '-m',
+          '--propagation',
+          'private',
+          'sh',
+          '-c',
+          `mount -t cgroup -o net_cls,net_prio cgroup ${dir} && umount ${dir}`,
+        ]);
+        fs.rmdirSync(dir);
+        await delay(100);
+      }
+      expect(netClsHierarchy().hierarchy).toBe('0');
+    }
+  });
 });
