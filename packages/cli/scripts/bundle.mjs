@@ -33,6 +33,22 @@ const SIDE_BUNDLES = {
   '@tsc/image/archive': 'nsinit-archive.cjs',
 };
 
+// koffi's native addon, as koffi itself would find it on this machine (glibc), resolved once here
+// rather than at every start (see @tsc/syscall's loadKoffi). Checked: its version is koffi's.
+const koffiAddon = (() => {
+  const fromCli = createRequire(join(here, '..', 'package.json'));
+  const fromSyscall = createRequire(fromCli.resolve('@tsc/libcontainer'));
+  const fromKoffi = createRequire(createRequire(fromSyscall.resolve('@tsc/syscall')).resolve('koffi'));
+  const koffiVersion = fromKoffi('./package.json').version;
+  const pkg = `@koromix/koffi-${process.platform}-${process.arch}`;
+  try {
+    if (fromKoffi(`${pkg}/package.json`).version !== koffiVersion) return undefined;
+    return fromKoffi.resolve(`${pkg}/${process.platform}_${process.arch}/koffi.node`);
+  } catch {
+    return undefined; // another platform layout: koffi's own loader at run time
+  }
+})();
+
 await build({
   entryPoints: [join(dist, 'cli.js')],
   bundle: true,
@@ -45,7 +61,10 @@ await build({
   external: ['koffi', 'zstd-napi'],
   // import.meta.url in the sources resolves files next to the code (the
   // executor binary, koffi): point it at the bundle itself.
-  define: { 'import.meta.url': '__nsinitBundleUrl' },
+  define: {
+    'import.meta.url': '__nsinitBundleUrl',
+    ...(koffiAddon ? { 'process.env.TSC_KOFFI_ADDON': JSON.stringify(koffiAddon) } : {}),
+  },
   banner: {
     js: `var __nsinitBundleUrl = require('node:url').pathToFileURL(${JSON.stringify(bundle)}).href;`,
   },

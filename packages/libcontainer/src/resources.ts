@@ -13,7 +13,7 @@ import {
   resourcesSchema,
 } from './spec/config.js';
 import { formatConfigMessage, formatPath } from './spec/errors.js';
-import { issueMessage, toConfigIssues } from './spec/issues.js';
+import { PARSE_OPTIONS, toConfigIssues } from './spec/issues.js';
 import { parseJson } from './spec/json.js';
 
 /** Sections whose keys are checked (a misspelt key is an error rather than silently ignored). */
@@ -66,7 +66,7 @@ export function parseResources(input: unknown, source?: string): LinuxResources 
       }
     }
   }
-  const r = resourcesSchema.safeParse(input, { error: issueMessage });
+  const r = resourcesSchema.safeParse(input, PARSE_OPTIONS);
   if (!r.success) {
     const issues = toConfigIssues(r.error.issues, prefix);
     throw new ContainerError('InvalidArgument', formatConfigMessage(issues, source));

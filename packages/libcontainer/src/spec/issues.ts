@@ -56,6 +56,13 @@ export const issueMessage: z.core.$ZodErrorMap = (iss) => {
   }
 };
 
+/**
+ * The options every parse of these schemas uses: this error map, and no JIT. zod compiles a fast
+ * path for each object schema with `new Function` on its first parse; a config is parsed once
+ * per process (the CLI), so that code generation costs more than it saves.
+ */
+export const PARSE_OPTIONS: z.core.ParseContext<z.core.$ZodIssue> = { error: issueMessage, jitless: true };
+
 /** Flatten zod issues (unions and keys carry nested issues) into config issues. */
 export function toConfigIssues(
   issues: readonly z.core.$ZodIssue[],

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Process, processSchema, type RuntimeConfig, runtimeConfigSchema } from './config.js';
 import { ConfigError, type ConfigIssue } from './errors.js';
-import { issueMessage, toConfigIssues } from './issues.js';
+import { PARSE_OPTIONS, toConfigIssues } from './issues.js';
 import { parseJson } from './json.js';
 
 /** Options of {@link parseConfig}. */
@@ -26,7 +26,7 @@ export interface ParseConfigOptions {
  */
 export function parseConfig(input: unknown, opts: ParseConfigOptions = {}): RuntimeConfig {
   const source = opts.source ?? 'config.json';
-  const result = runtimeConfigSchema.safeParse(input, { error: issueMessage });
+  const result = runtimeConfigSchema.safeParse(input, PARSE_OPTIONS);
   if (!result.success) throw new ConfigError(toConfigIssues(result.error.issues), source);
   const issues = semanticIssues(result.data, opts.requireProcess ?? true);
   if (issues.length > 0) throw new ConfigError(issues, source);
@@ -39,7 +39,7 @@ export function parseConfig(input: unknown, opts: ParseConfigOptions = {}): Runt
  * @throws {ConfigError} naming the field, prefixed with `source`.
  */
 export function parseProcess(input: unknown, source = 'process.json'): Process {
-  const result = processSchema.safeParse(input, { error: issueMessage });
+  const result = processSchema.safeParse(input, PARSE_OPTIONS);
   if (!result.success) throw new ConfigError(toConfigIssues(result.error.issues), source);
   if (result.data.args === undefined || result.data.args.length === 0) {
     throw new ConfigError([{ path: 'args', message: 'must name a program to run' }], source);

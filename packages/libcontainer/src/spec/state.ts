@@ -1,7 +1,7 @@
 import { z } from 'zod/mini';
 import { ociVersionSchema } from './config.js';
 import { ConfigError } from './errors.js';
-import { issueMessage, toConfigIssues } from './issues.js';
+import { PARSE_OPTIONS, toConfigIssues } from './issues.js';
 import { integer } from './schema-helpers.js';
 
 /** Container statuses: the OCI ones plus runc's `paused`. */
@@ -50,7 +50,7 @@ void _stateCheck;
  * @throws {ConfigError} (code `InvalidConfig`) naming `source` (default `state.json`).
  */
 export function parseState(input: unknown, source = 'state.json'): ContainerState {
-  const result = containerStateSchema.safeParse(input, { error: issueMessage });
+  const result = containerStateSchema.safeParse(input, PARSE_OPTIONS);
   if (!result.success) throw new ConfigError(toConfigIssues(result.error.issues), source);
   return result.data as ContainerState;
 }
