@@ -32,7 +32,7 @@ import {
 import { mkdir, rm } from 'node:fs/promises';
 import { type Readable, Transform, type TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import { createGunzip, constants as zlibConstants } from 'node:zlib';
 // types only: a worker thread loads this module, and @tsc/image's index costs ~200 ms to load
 import type { Compression, Digest } from '@tsc/image';
 import { closeFd, S } from '@tsc/syscall';
@@ -894,6 +894,98 @@ class BlobCheck extends Transform {
   }
 }
 
+/** The part of a Node zlib object's handle that {@link InPlaceGunzip} drives. */
+interface ZlibHandle {
+  writeSync(
+    flush: number,
+    input: Buffer,
+    inOff: number,
+    inLen: number,
+    out: Buffer,
+    outOff: number,
+    outLen: number,
+  ): void;
+  onerror: (message: string, errno: number, code: string) => void;
+}
+
+/** Output buffer of {@link InPlaceGunzip}: small enough that the hash and the writes read it from cache. */
+const INFLATE_OUT = 256 << 10;
+
+/**
+ * gunzip on the calling thread into one reused buffer. `createGunzip()` allocates a new output
+ * buffer for every chunk it produces: for a 250 MB layer that is 250 MB of fresh memory (page
+ * faults, then garbage collection) and ~40% more CPU than inflating into the same buffer
+ * (measured: 1.3 s against 0.75 s for the bench image). The pieces go to `emit` synchronously
+ * and are valid only during the call (the tar parser copies what it keeps).
+ *
+ * It drives the handle of a `createGunzip()` object (`_handle.writeSync`, `_writeState`): the
+ * same zlib, the same multi-member and error handling as the stream, but not a public API.
+ * `create()` returns undefined when this Node lacks them, and the caller uses the stream.
+ */
+export class InPlaceGunzip {
+  #handle: ZlibHandle;
+  #state: Uint32Array;
+  #out = Buffer.allocUnsafeSlow(INFLATE_OUT);
+  #error: Error | undefined;
+  #ended = false;
+  #owner: object;
+
+  private constructor(owner: object, handle: ZlibHandle, state: Uint32Array) {
+    this.#owner = owner; // keeps the zlib object (and so its handle's memory) alive
+    this.#handle = handle;
+    this.#state = state;
+    handle.onerror = (message, errno, code) => {
+      this.#error = Object.assign(new Error(message), { errno, code });
+    };
+  }
+
+  static create(): InPlaceGunzip | undefined {
+    const g = createGunzip() as unknown as { _handle?: Partial<ZlibHandle>; _writeState?: unknown };
+    const h = g._handle;
+    if (typeof h?.writeSync !== 'function' || !(g._writeState instanceof Uint32Array)) {
+      (g as unknown as Transform).destroy();
+      return undefined;
+    }
+    return new InPlaceGunzip(g, h as ZlibHandle, g._writeState);
+  }
+
+  /** Inflates `input`, handing each filled piece of output to `emit`. */
+  write(input: Buffer, emit: (piece: Buffer) => void): void {
+    this.#run(zlibConstants.Z_NO_FLUSH, input, emit);
+  }
+
+  /** After the last input: fails when the gzip stream is incomplete. */
+  end(emit: (piece: Buffer) => void): void {
+    this.#run(zlibConstants.Z_FINISH, Buffer.alloc(0), emit);
+    this.close();
+  }
+
+  close(): void {
+    (this.#owner as Transform).destroy();
+  }
+
+  #run(flush: number, input: Buffer, emit: (piece: Buffer) => void): void {
+    let inOff = 0;
+    let inLen = input.length;
+    const out = this.#out;
+    while (!this.#ended) {
+      this.#handle.writeSync(flush, input, inOff, inLen, out, 0, out.length);
+      if (this.#error) throw this.#error;
+      const availOut = this.#state[0] as number;
+      const availIn = this.#state[1] as number;
+      if (availOut < out.length) emit(out.subarray(0, out.length - availOut));
+      inOff += inLen - availIn;
+      inLen = availIn;
+      if (availOut !== 0) {
+        // room left in the output: zlib wants more input, or (input left over) the stream ended;
+        // like the stream, what follows the end of the gzip data is not read
+        if (inLen > 0) this.#ended = true;
+        return;
+      }
+    }
+  }
+}
+
 async function decompressor(c: Compression): Promise<Transform | undefined> {
   if (c === 'gzip') return createGunzip({ chunkSize: 1 << 20 });
   if (c === 'zstd') {
@@ -973,34 +1065,43 @@ export async function unpackLayer(
     let entryError: unknown;
     let readAtError = 0;
     const drain = opts.digest !== undefined;
+    // one piece of the tar: hashed (the diffID), then parsed into files
+    const take = (piece: Buffer): void => {
+      diff.update(piece);
+      diffSize += piece.length;
+      if (entryError !== undefined) return;
+      try {
+        parser.write(piece);
+      } catch (e) {
+        if (!drain) throw e;
+        entryError = e;
+        readAtError = check.bytes;
+      }
+    };
+    const inflater = opts.compression === 'gzip' ? InPlaceGunzip.create() : undefined;
     const sink = new Writable({
       highWaterMark: 1 << 20,
       write(chunk: Buffer, _e, done) {
-        diff.update(chunk);
-        diffSize += chunk.length;
-        if (entryError !== undefined) {
-          done(check.bytes - readAtError > DRAIN_LIMIT ? (entryError as Error) : undefined);
-          return;
-        }
         try {
-          parser.write(chunk);
-          done();
-        } catch (e) {
-          if (!drain) {
-            done(e as Error);
+          if (entryError !== undefined) {
+            // draining: only the blob's digest matters now
+            done(check.bytes - readAtError > DRAIN_LIMIT ? (entryError as Error) : undefined);
             return;
           }
-          entryError = e;
-          readAtError = check.bytes;
+          if (inflater) inflater.write(chunk, take);
+          else take(chunk);
           done();
+        } catch (e) {
+          done(e as Error);
         }
       },
       final(done) {
-        if (entryError !== undefined) {
-          done(entryError as Error);
-          return;
-        }
         try {
+          if (entryError === undefined) inflater?.end(take);
+          if (entryError !== undefined) {
+            done(entryError as Error);
+            return;
+          }
           parser.finish();
           done();
         } catch (e) {
@@ -1009,13 +1110,17 @@ export async function unpackLayer(
       },
     });
     const stages: (Readable | Transform | Writable)[] = [src, check];
-    const dec = await decompressor(opts.compression);
+    const dec = inflater ? undefined : await decompressor(opts.compression);
     if (dec) stages.push(dec);
     stages.push(sink);
-    await (pipeline as (...s: unknown[]) => Promise<void>)(
-      ...stages,
-      ...(opts.signal ? [{ signal: opts.signal }] : []),
-    );
+    try {
+      await (pipeline as (...s: unknown[]) => Promise<void>)(
+        ...stages,
+        ...(opts.signal ? [{ signal: opts.signal }] : []),
+      );
+    } finally {
+      inflater?.close();
+    }
     if (typeof opts.lowers === 'function') extractor.fixup(await opts.lowers());
     extractor.finish();
     ex = undefined;

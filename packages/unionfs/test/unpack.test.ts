@@ -11,10 +11,11 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CompressStream } from 'zstd-napi';
 import { lgetxattr, lgetxattrs } from '../src/sys.js';
-import { unpackLayer } from '../src/unpack.js';
+import { InPlaceGunzip, unpackLayer } from '../src/unpack.js';
 import { buildTar, gz, isRoot, listAll, pyTar, sha256, tmp, writeBlob } from './helpers.js';
 
 const work = tmp('unpack');
@@ -34,6 +35,54 @@ async function unpackBuf(
   });
   return { dir, res };
 }
+
+describe('InPlaceGunzip (gzip into one reused buffer)', () => {
+  /** Inflates `blob` fed in `step`-byte chunks; returns the output or throws as the gunzip does. */
+  function inflate(blob: Buffer, step: number): Buffer {
+    const g = InPlaceGunzip.create();
+    if (!g) throw new Error('no in-place gunzip on this Node');
+    const out: Buffer[] = [];
+    const emit = (piece: Buffer) => out.push(Buffer.from(piece)); // copy: the buffer is reused
+    try {
+      for (let i = 0; i < blob.length; i += step) g.write(blob.subarray(i, i + step), emit);
+      g.end(emit);
+    } finally {
+      g.close();
+    }
+    return Buffer.concat(out);
+  }
+  // incompressible enough to span several output buffers, compressible enough to be quick
+  const data = Buffer.alloc(3_000_000);
+  for (let i = 0; i < data.length; i++) data[i] = ((i * 7919) % 251) ^ (i >> 10);
+
+  it('is available on this Node (else unpacking falls back to the slower stream)', () => {
+    expect(InPlaceGunzip.create()).toBeDefined();
+  });
+
+  it('gives the bytes node:zlib gives, whatever the input chunking', () => {
+    const blob = gzipSync(data);
+    for (const step of [1 << 20, 65536, 4093, blob.length])
+      expect(inflate(blob, step).equals(data)).toBe(true);
+  });
+
+  it('reads multi-member gzip like gunzipSync, and stops at what follows the data like the stream', () => {
+    const two = Buffer.concat([gzipSync(data.subarray(0, 1000)), gzipSync(data.subarray(1000, 5000))]);
+    expect(inflate(two, 777).equals(gunzipSync(two))).toBe(true);
+    const padded = Buffer.concat([gzipSync(data.subarray(0, 1000)), Buffer.alloc(512)]);
+    expect(inflate(padded, 100).equals(data.subarray(0, 1000))).toBe(true);
+  });
+
+  it('fails on corrupt and truncated input with zlib error codes', () => {
+    const blob = gzipSync(data);
+    const corrupt = Buffer.from(blob);
+    corrupt.fill(0x55, 100, 200);
+    expect(() => inflate(corrupt, 65536)).toThrow(expect.objectContaining({ code: 'Z_DATA_ERROR' }));
+    expect(() => inflate(blob.subarray(0, blob.length - 100), 65536)).toThrow(
+      expect.objectContaining({ code: 'Z_BUF_ERROR', message: 'unexpected end of file' }),
+    );
+    expect(() => inflate(Buffer.from('not gzip at all'), 5)).toThrow(/incorrect header check/);
+  });
+});
 
 describe.skipIf(!isRoot)('unpackLayer: entry types (root)', () => {
   it('unpacks every entry type from a Python-made PAX archive, byte-exact xattrs and long names', async () => {
