@@ -84,6 +84,21 @@ await build({
       },
     },
     {
+      // commander requires child_process at load, for executable subcommands (`git-foo` style),
+      // which nsinit does not have; child_process pulls in net and stream (~12 ms per start).
+      // The bundle gets it on first use instead.
+      name: 'commander-lazy-child-process',
+      setup(b) {
+        b.onLoad({ filter: /[\\/]commander[\\/]lib[\\/]command\.js$/ }, async (args) => {
+          const text = readFileSync(args.path, 'utf8');
+          const eager = "const childProcess = require('node:child_process');";
+          if (!text.includes(eager)) return undefined; // another commander version: leave it be
+          const lazy = "const childProcess = { spawn: (...a) => require('node:child_process').spawn(...a) };";
+          return { contents: text.replace(eager, lazy), loader: 'js', resolveDir: dirname(args.path) };
+        });
+      },
+    },
+    {
       // zod ships ~40 locales (a third of the bundle); error messages here are English,
       // so only `en` is kept. Less to read, compile and collect at every start.
       name: 'zod-english-only',

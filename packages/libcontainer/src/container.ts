@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import {
   accessSync,
   closeSync,
@@ -12,6 +11,7 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
+import { createRequire } from 'node:module';
 import { userInfo } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import {
@@ -836,6 +836,10 @@ function writeIdMaps(pid: number, config: RuntimeConfig): void {
       ...ms.flatMap((m) => [String(m.containerID), String(m.hostID), String(m.size)]),
     ];
     try {
+      // child_process only here (rootless with several id ranges): a start does not load it.
+      const { execFileSync } = createRequire(import.meta.url)(
+        'node:child_process',
+      ) as typeof import('node:child_process');
       execFileSync(tool, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     } catch (e) {
       const err = (e as { stderr?: Buffer }).stderr?.toString().trim();

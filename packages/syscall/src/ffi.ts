@@ -64,10 +64,17 @@ function loadKoffi(): typeof Koffi {
   return req('koffi') as typeof Koffi;
 }
 
+let libcHandle: ReturnType<typeof Koffi.load> | undefined;
+
+/** libc, opened once through koffi. */
+export function libcLibrary(): ReturnType<typeof Koffi.load> {
+  if (libcHandle === undefined) libcHandle = ffi().load('libc.so.6');
+  return libcHandle;
+}
+
 function libc(): RawSyscall {
   if (raw === undefined) {
-    const lib = ffi().load('libc.so.6');
-    raw = lib.func('long syscall(long nr, ...)') as unknown as RawSyscall;
+    raw = libcLibrary().func('long syscall(long nr, ...)') as unknown as RawSyscall;
   }
   return raw;
 }

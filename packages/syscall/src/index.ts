@@ -20,4 +20,5 @@ export {
   setChildSubreaper,
   setns,
 } from './process.js';
+export { posixSpawn, type SpawnRequest } from './spawn.js';
 export { type Arch, type ArgKind, hostArch, SYSCALLS, type SyscallDef, type SyscallName } from './table.js';

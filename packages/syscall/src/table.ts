@@ -44,6 +44,7 @@ export const SYSCALLS = {
   sendmsg: def('sendmsg', 46, 211, ['int', 'buf', 'int']),
   recvmsg: def('recvmsg', 47, 212, ['int', 'buf', 'int']),
   socketpair: def('socketpair', 53, 199, ['int', 'int', 'int', 'buf']),
+  recvfrom: def('recvfrom', 45, 207, ['int', 'buf', 'long', 'int', 'ptr', 'ptr']),
   execve: def('execve', 59, 221, ['str', 'buf', 'buf']),
   kill: def('kill', 62, 129, ['int', 'int']),
   fcntl: def('fcntl', 72, 25, ['int', 'int', 'long']),
