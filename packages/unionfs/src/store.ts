@@ -36,6 +36,7 @@ import {
   stat,
   writeFile,
 } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -211,8 +212,14 @@ export interface StoreUsage {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hexOf = (d: Digest) => splitDigest(d).hex;
-/** Blobs at least this big unpack on a worker thread in unpackImage (a worker costs ~30 ms to start). */
+/** Blobs at least this big unpack on a worker thread in unpackImage (a worker costs ~150 ms of CPU to start). */
 const WORKER_MIN_BLOB = 4 << 20;
+/**
+ * `workers: 'auto'` uses workers only with at least this many CPUs. On 2 cores the main thread
+ * (inflate, hashes, file creation) and the kernel's writeback already fill the machine: workers
+ * cost ~1 s more CPU for the bench image and were slower in wall time too (docs/UNIONFS.md §5).
+ */
+const WORKER_MIN_CPUS = 4;
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 async function lockFile(
@@ -490,9 +497,9 @@ export class LayerStore {
   /**
    * Unpacks every layer of an image from a content store (manifest layers and config diffIDs,
    * base first) and references the top chain for `owner` (e.g. `image:<config digest>`).
-   * With overlay (and aufs) up to `parallel` layers (default 3) stream at once: decompression
-   * runs on libuv's threads while the main thread writes; each layer becomes visible only after
-   * the one below it.
+   * With overlay (and aufs) up to `parallel` layers (default 3) stream at once (their blob reads
+   * overlap the others' work; on worker threads, see `workers`, all of it does); each layer
+   * becomes visible only after the one below it.
    */
   async unpackImage(req: {
     content: ContentStore;
@@ -503,9 +510,10 @@ export class LayerStore {
     parallel?: number;
     /**
      * Unpack layers on worker threads (when `parallel` > 1): `auto` (default) for blobs of 4 MiB
-     * and more (a worker costs ~30 ms to start), `always`, `never`. File creation is kernel time
-     * on the calling thread (mostly waiting for ext4's bitmaps); workers overlap it across layers:
-     * 0.60x of umoci's wall time instead of 0.69x on the bench image, for ~25% more CPU.
+     * and more when the machine has 4 CPUs or more, `always`, `never`. Each layer's inflate and
+     * file creation (kernel time on the calling thread) then run on a thread of their own. On 2
+     * CPUs they cost more CPU than they overlap (measured, docs/UNIONFS.md §5), so `auto` does not
+     * use them there.
      */
     workers?: 'auto' | 'always' | 'never';
     signal?: AbortSignal;
@@ -550,7 +558,9 @@ export class LayerStore {
         below,
         width > 1 &&
           (req.workers === 'always' ||
-            ((req.workers ?? 'auto') === 'auto' && (layer.size ?? 0) >= WORKER_MIN_BLOB)),
+            ((req.workers ?? 'auto') === 'auto' &&
+              availableParallelism() >= WORKER_MIN_CPUS &&
+              (layer.size ?? 0) >= WORKER_MIN_BLOB)),
       ).finally(free);
       p.catch(() => abort.abort());
       results.push(p);

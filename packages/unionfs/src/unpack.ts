@@ -9,8 +9,8 @@
  * Names with a `..` component are refused; a leading `/` is dropped (as Docker and containerd do).
  *
  * The filesystem work is synchronous on purpose: a layer has tens of thousands of small files and
- * a promise per syscall costs more than the syscall. Decompression runs on libuv's pool (zlib)
- * while the main thread parses and writes.
+ * a promise per syscall costs more than the syscall. gzip is inflated on the same thread into one
+ * reused buffer ({@link InPlaceGunzip}); zstd runs on libuv's pool. Blob reads are asynchronous.
  */
 
 import { createHash, type Hash } from 'node:crypto';
