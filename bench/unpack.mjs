@@ -2,12 +2,10 @@
 // reference) on a 3-layer gzip image built from this machine's /usr trees. Interleaved rounds,
 // medians. Needs root (umoci unpacks as root; our overlay whiteouts are device nodes).
 //
-//   node bench/unpack.mjs [--runs N] [--keep]
-//
 // Each subject runs as a fresh process (like the CLI would), so Node's start-up and koffi's load
 // are in our numbers; the blobs are in the page cache for every subject alike.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { buildUsrImage } from './lib/usr-image.mjs';
@@ -16,9 +14,28 @@ const REPO = join(fileURLToPath(import.meta.url), '../..');
 const image = await import(pathToFileURL(join(REPO, 'packages/image/dist/index.js')).href);
 const UNIONFS = join(REPO, 'packages/unionfs/dist/index.js');
 
+const USAGE = `usage: node bench/unpack.mjs [--runs N] [--rm-each] [--keep]
+
+Unpacks a 3-layer gzip image (this machine's /usr trees, ~80 MB gzip, ~250 MB tar) with
+@tsc/unionfs's LayerStore.unpackImage, \`umoci unpack\` and \`tar -xzf\`, each as a fresh process,
+in N interleaved rounds (default 5, or BENCH_RUNS), and prints medians and ratios to umoci.
+
+  --runs N    rounds after the warm-up round
+  --rm-each   delete each sample's output right after it (the old way; see below)
+  --keep      keep the work directory (image and outputs) at the end
+
+Outputs are kept until the end by default (~250 MB per sample): on ext4 without a journal
+(this VM's disk) the kernel skips every recently deleted inode when it allocates one
+(ext4's recently_deleted(), up to 5 minutes while the inode table block is dirty), so a
+sample that follows the deletion of 7500 files pays for it in file creation.`;
 const args = process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  console.log(USAGE);
+  process.exit(0);
+}
 const runs = Number(args[args.indexOf('--runs') + 1] || process.env.BENCH_RUNS || 5) || 5;
 const keep = args.includes('--keep');
+const rmEach = args.includes('--rm-each');
 if (process.getuid() !== 0) {
   console.error('bench/unpack.mjs: run as root (umoci and overlay whiteouts need it)');
   process.exit(2);
@@ -48,24 +65,24 @@ console.log(
 );
 
 // ---- subjects ---------------------------------------------------------------------------------
-const ours =
-  (durable, workers = 'never') =>
-  (dir) => [
-    process.execPath,
-    [
-      '--input-type=module',
-      '-e',
-      `const { LayerStore } = await import(${JSON.stringify(pathToFileURL(UNIONFS).href)});
+// `opts` are LayerStore.open options and unpackImage options; {} is the documented defaults
+// (durable: a syncfs per layer before it becomes visible; workers: 'auto').
+const ours = (openOpts, imageOpts) => (dir) => [
+  process.execPath,
+  [
+    '--input-type=module',
+    '-e',
+    `const { LayerStore } = await import(${JSON.stringify(pathToFileURL(UNIONFS).href)});
      const { ContentStore } = await import(${JSON.stringify(pathToFileURL(join(REPO, 'packages/image/dist/index.js')).href)});
      const content = await ContentStore.open(${JSON.stringify(layout)}, { create: false });
-     const store = await LayerStore.open({ root: ${JSON.stringify(dir)}, driver: 'overlay', durable: ${durable} });
-     await store.unpackImage({ content, layers: ${JSON.stringify(layers)}, diffIDs: ${JSON.stringify(diffIDs)}, owner: 'image:bench', workers: '${workers}' });`,
-    ],
-  ];
+     const store = await LayerStore.open({ root: ${JSON.stringify(dir)}, driver: 'overlay', ...${JSON.stringify(openOpts)} });
+     await store.unpackImage({ content, layers: ${JSON.stringify(layers)}, diffIDs: ${JSON.stringify(diffIDs)}, owner: 'image:bench', ...${JSON.stringify(imageOpts)} });`,
+  ],
+];
 const subjects = [
-  { name: 'unionfs (overlay)', cmd: ours(false) },
-  { name: 'unionfs + syncfs', cmd: ours(true) },
-  { name: 'unionfs, no workers', cmd: ours(false, 'never') },
+  { name: 'unionfs (defaults)', cmd: ours({}, {}) },
+  { name: 'unionfs, no syncfs', cmd: ours({ durable: false }, {}) },
+  { name: 'unionfs, no workers', cmd: ours({}, { workers: 'never' }) },
   {
     name: 'umoci unpack',
     cmd: (dir) => ['umoci', ['unpack', '--image', `${layout}:bench`, join(dir, 'bundle')]],
@@ -81,6 +98,17 @@ const subjects = [
     ],
   },
 ];
+if (!rmEach) {
+  const need = rawBytes * 1.1 * subjects.length * (runs + 1);
+  const st = statfsSync(work);
+  if (st.bavail * st.bsize < need * 1.5) {
+    console.error(
+      `bench/unpack.mjs: keeping every output needs ~${MB(need)} MB in ${work}; use --rm-each or fewer --runs`,
+    );
+    cleanup();
+    process.exit(2);
+  }
+}
 
 // CPU time (user + system, children included) through GNU time when it is installed: on a busy
 // machine it says more than wall time about the work each subject does.
@@ -106,7 +134,7 @@ function once(s) {
     const last = readFileSync(cpuFile, 'utf8').trim().split('\n').pop() ?? '';
     cpu = last.split(' ').reduce((a, b) => a + Number(b) * 1000, 0);
   }
-  execFileSync('rm', ['-rf', dir]);
+  if (rmEach) execFileSync('rm', ['-rf', dir]);
   return { ms, cpu };
 }
 
@@ -115,6 +143,7 @@ const median = (a) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
+const loadStart = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 for (const s of subjects) once(s); // smoke + warm-up
 const walls = new Map(subjects.map((s) => [s.name, []]));
 const cpus = new Map(subjects.map((s) => [s.name, []]));
@@ -128,7 +157,9 @@ for (let i = 0; i < runs; i++)
 const umoci = median(walls.get('umoci unpack'));
 const umociCpu = median(cpus.get('umoci unpack'));
 const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-console.log(`\n${runs} interleaved rounds per image unpack, ms (load average at the end: ${load})`);
+console.log(
+  `\n${runs} interleaved rounds per image unpack, ms (load average: ${loadStart} at the start, ${load} at the end; outputs ${rmEach ? 'deleted after each sample' : 'kept until the end'})`,
+);
 console.log('subject              wall median     min     max  vs umoci   cpu median  vs umoci');
 const col = (v, w) => v.toFixed(0).padStart(w);
 for (const s of subjects) {
@@ -139,5 +170,9 @@ for (const s of subjects) {
     `${s.name.padEnd(20)} ${col(median(v), 11)} ${col(Math.min(...v), 7)} ${col(Math.max(...v), 7)}  ${ratio.padStart(7)}x ${col(c, 11)}  ${(c / umociCpu).toFixed(2).padStart(7)}x`,
   );
 }
-console.log(`\nkernel ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}, node ${process.version}`);
+console.log(
+  '\nDefaults against defaults: unionfs flushes each layer (syncfs) before it becomes visible;',
+  '\numoci unpack and tar do not fsync. Issue 5 target: unionfs (defaults) / umoci <= 0.50 (wall).',
+);
+console.log(`kernel ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}, node ${process.version}`);
 cleanup();
