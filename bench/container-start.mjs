@@ -11,10 +11,11 @@
  *   (f) `/bin/true`    (not a runtime: the cost of spawnSync itself, part of every (b)-(e) sample).
  * Rounds are interleaved: each round runs a, b, c, d, e, f once, so machine noise hits all alike.
  *
- * Usage: node container-start.mjs [--runs N] [--warmup N] [--keep-hugetlb]
+ * Usage: node container-start.mjs [--runs N] [--warmup N] [--keep-hugetlb] [--keep-env]
  *   --runs N        measured rounds (default: $BENCH_RUNS or 30)
  *   --warmup N      unmeasured rounds first (default 3)
  *   --keep-hugetlb  leave a v1 hugetlb hierarchy mounted if this script mounted it
+ *   --keep-env      keep NODE_EXTRA_CA_CERTS for the subjects (by default it is unset: see childEnv)
  * Needs root. Writes results/container-start.json next to this file.
  */
 import { spawnSync } from 'node:child_process';
@@ -61,11 +62,14 @@ const { values: flags } = parseArgs({
     runs: { type: 'string' },
     warmup: { type: 'string', default: '3' },
     'keep-hugetlb': { type: 'boolean', default: false },
+    'keep-env': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (flags.help) {
-  console.log('usage: node container-start.mjs [--runs N] [--warmup N] [--keep-hugetlb]  (env BENCH_RUNS)');
+  console.log(
+    'usage: node container-start.mjs [--runs N] [--warmup N] [--keep-hugetlb] [--keep-env]  (env BENCH_RUNS)',
+  );
   process.exit(0);
 }
 const RUNS = positiveInt('--runs', flags.runs ?? process.env['BENCH_RUNS'] ?? '30', 1);
@@ -252,10 +256,18 @@ function checkChild(what, r) {
 function spawnRunner(file, args) {
   return (/** @type {string} */ id) => {
     const a = args(id);
-    const r = spawnSync(file, a, { cwd: tmp, stdio: ['ignore', 'ignore', 'pipe'] });
+    const r = spawnSync(file, a, { cwd: tmp, stdio: ['ignore', 'ignore', 'pipe'], env: childEnv });
     checkChild(`${file} ${a.join(' ')}`, r);
   };
 }
+
+/**
+ * The environment of every spawned subject. NODE_EXTRA_CA_CERTS is left out unless
+ * --keep-env: where it is set (this machine sets it), every Node process parses the whole CA
+ * bundle at start (~80 ms here), which would inflate `node -e 0` and `nsinit run` alike and
+ * flatter the ratio of the two. Neither runtime needs it.
+ */
+const childEnv = { ...process.env };
 
 const startedAt = new Date();
 const loadavgAtStart = loadavg();
@@ -308,6 +320,17 @@ async function main() {
     `config.json: defaultSpec({ args: ['true'] }), process.terminal = false, ociVersion "${BENCH_OCI_VERSION}" ` +
       '(crun 1.8 rejects "1.2.0"); default namespaces, mounts, masked/readonly paths, caps and rlimits.',
   );
+
+  if (process.env.NODE_EXTRA_CA_CERTS !== undefined) {
+    if (flags['keep-env']) {
+      notes.push('NODE_EXTRA_CA_CERTS is set and kept (--keep-env): every Node start parses those CAs.');
+    } else {
+      delete childEnv.NODE_EXTRA_CA_CERTS;
+      notes.push(
+        'NODE_EXTRA_CA_CERTS is set here; it is unset for the subjects (Node would parse those CAs at every start, in `node -e 0` and `nsinit run` alike); --keep-env keeps it.',
+      );
+    }
+  }
 
   const roots = Object.fromEntries(
     ['lib', 'nsinit', 'crun', 'runc'].map((n) => {
