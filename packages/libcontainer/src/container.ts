@@ -116,6 +116,12 @@ export interface CreateOptions {
    */
   consoleSocket?: string;
   /**
+   * With process.terminal, when config.json gives no `process.consoleSize`: the pty's size from
+   * its creation, e.g. the caller's own terminal when it relays (`nsinit run` does), so the
+   * process never starts on a 0x0 terminal while the caller's resize is on its way.
+   */
+  consoleSize?: { height: number; width: number };
+  /**
    * Called on the host once the container's namespaces exist and its mounts are done, before
    * `pivot_root` and long before the user's process runs (where OCI `createRuntime` hooks run,
    * and where CNI plugins configure a network): e.g. attach a network to `pid`'s namespace. A
@@ -956,6 +962,9 @@ async function launch(
   const store = new StateStore(opts.root ?? defaultRoot());
   const bundle = resolve(opts.bundle);
   const config = loadBundleConfig(bundle);
+  if (opts.consoleSize && config.process?.terminal && !config.process.consoleSize) {
+    config.process.consoleSize = { height: opts.consoleSize.height, width: opts.consoleSize.width };
+  }
   if (!config.root?.path) throw new ContainerError('InvalidConfig', 'config.json: root.path: required');
   const rootfs = isAbsolute(config.root.path) ? config.root.path : join(bundle, config.root.path);
   try {

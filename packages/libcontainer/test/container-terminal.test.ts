@@ -191,6 +191,35 @@ describe.skipIf(notRoot)(`terminals on the real kernel${notRoot ? ` (${skipUnles
     }
   });
 
+  it('CreateOptions.consoleSize sizes the pty from its creation when config.json gives none; config wins', async () => {
+    // The process reads its size at once: a caller that relays (nsinit run) must not leave it 0x0
+    // until its first resize arrives.
+    for (const [fromConfig, want] of [
+      [undefined, '23 81'],
+      [{ height: 12, width: 34 }, '12 34'],
+    ] as const) {
+      const b = bundle(['sh', '-c', 'stty size; sleep 0.2'], {
+        mutate: (s) => {
+          if (fromConfig) s.process.consoleSize = fromConfig;
+          else delete s.process.consoleSize;
+        },
+      });
+      const { exited, console: master } = await Container.run({
+        id: fx.id(),
+        bundle: b.dir,
+        root: fx.root,
+        consoleSize: { height: 23, width: 81 },
+      });
+      const t = screen(master as number);
+      try {
+        await t.until(new RegExp(`${want}\\r\\n`));
+        expect((await exited).status).toBe(0);
+      } finally {
+        t.close();
+      }
+    }
+  });
+
   it('create with a console socket: the master goes there with SCM_RIGHTS; start runs the shell on it', async () => {
     const dir = fx.tempDir('sock');
     const r = await receiver(dir, 'tty; echo hi $((6*7)); stty size; exit\n');

@@ -28,6 +28,9 @@ import { listRules, ruleCounters } from '../src/network/nft.js';
 import { readStore } from '../src/network/store.js';
 import { DIST_INDEX, Fixture, type LooseSpec, notRoot, skipUnlessRoot, waitFor } from './fixtures.js';
 
+/** The built network subpath (@tsc/libcontainer/network), which the worker processes import. */
+const DIST_NETWORK = path.join(path.dirname(DIST_INDEX), 'network', 'index.js');
+
 function skipReason(): string | undefined {
   const r = skipUnlessRoot();
   if (r) return r;
@@ -36,7 +39,7 @@ function skipReason(): string | undefined {
   } catch {
     return 'network tests need nft (nftables)';
   }
-  if (!fs.existsSync(DIST_INDEX))
+  if (!fs.existsSync(DIST_NETWORK))
     return 'network tests start workers from dist: build @tsc/libcontainer first';
   return undefined;
 }
@@ -139,7 +142,7 @@ interface WorkerResult {
 function worker(job: object, hang = false): Promise<{ results: WorkerResult[]; pid: number }> {
   return new Promise((resolve, reject) => {
     const c = spawn(process.execPath, ['--input-type=module', '-e', WORKER], {
-      env: { ...process.env, TSC_DIST: DIST_INDEX, TSC_JOB: JSON.stringify({ ...job, hang }) },
+      env: { ...process.env, TSC_DIST: DIST_NETWORK, TSC_JOB: JSON.stringify({ ...job, hang }) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

@@ -4,7 +4,7 @@ import { Container, type CreateOptions, loadBundleConfig } from '@tsc/libcontain
 import type { Command } from 'commander';
 import { type Context, context, parseIntArg, UsageError } from '../context.js';
 import type { ImageRunFlags } from '../image-containers.js';
-import { relayTerminal } from '../tty.js';
+import { ownConsoleSize, relayTerminal } from '../tty.js';
 import { addImageRunFlags } from './image-run-flags.js';
 
 // The image stack (@tsc/image, @tsc/unionfs, container networks) is imported only by what needs
@@ -110,7 +110,11 @@ export function register(program: Command): void {
             'cannot allocate a tty if nsinit will detach without setting --console-socket',
           );
         }
-        const { container, exited, console: master } = await Container.run(createOptions(id, f, ctx));
+        const opts = createOptions(id, f, ctx);
+        // Relayed here: the pty starts with our terminal's size (unless config.json sets one).
+        const size = !f.detach && !f.consoleSocket ? ownConsoleSize() : undefined;
+        if (size) opts.consoleSize = size;
+        const { container, exited, console: master } = await Container.run(opts);
         if (f.detach) process.exit(0);
         const forward = (sig: NodeJS.Signals) => {
           try {
