@@ -5,7 +5,7 @@
 //
 //   node bench/pull-run.mjs [--runs N]
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -69,16 +69,24 @@ const push = spawnSync(
 );
 if (push.status !== 0) throw new Error(`skopeo push: ${push.stderr}`);
 
+// CPU time (user + system, children included) through GNU time when it is installed: on a
+// shared machine it varies less than wall time and tells work from waiting.
+const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
+/** Runs a command: { ms: wall time, cpu: user + system ms (NaN without /usr/bin/time) }. */
 function run(cmd, argv, env) {
+  const cpuFile = join(work, 'cpu.txt');
   const t = process.hrtime.bigint();
-  const r = spawnSync(cmd, argv, {
+  const r = spawnSync(TIME ?? cmd, TIME ? ['-f', '%U %S', '-o', cpuFile, cmd, ...argv] : argv, {
     encoding: 'utf8',
     maxBuffer: 1 << 26,
     ...(env ? { env: { ...process.env, ...env } } : {}),
   });
+  const ms = Number(process.hrtime.bigint() - t) / 1e6;
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')}: ${r.stderr}`);
-  return Number(process.hrtime.bigint() - t) / 1e6;
+  const [u, sys] = TIME ? readFileSync(cpuFile, 'utf8').trim().split('\n').at(-1).split(' ').map(Number) : [];
+  return { ms, cpu: TIME ? (u + sys) * 1000 : Number.NaN };
 }
+const add = (a, b) => ({ ms: a.ms + b.ms, cpu: a.cpu + b.cpu });
 
 const subjects = {
   'nsinit pull': (dir) => run(NSINIT, ['--data-root', dir, 'pull', '-q', ref]),
@@ -86,17 +94,24 @@ const subjects = {
   'nsinit pull, no streaming': (dir) =>
     run(NSINIT, ['--data-root', dir, 'pull', '-q', ref], { NSINIT_PULL_STREAM: '0' }),
   'skopeo copy + umoci unpack': (dir) =>
-    run('skopeo', ['copy', '--src-tls-verify=false', `docker://${ref}`, `oci:${dir}/oci:x`]) +
-    run('umoci', ['unpack', '--image', `${dir}/oci:x`, `${dir}/bundle`]),
+    add(
+      run('skopeo', ['copy', '--src-tls-verify=false', `docker://${ref}`, `oci:${dir}/oci:x`]),
+      run('umoci', ['unpack', '--image', `${dir}/oci:x`, `${dir}/bundle`]),
+    ),
 };
 const loadStart = loadavg()[0];
 const samples = Object.fromEntries(Object.keys(subjects).map((k) => [k, []]));
+const cpu = Object.fromEntries(Object.keys(subjects).map((k) => [k, []]));
 for (let round = -1; round < runs; round++) {
   for (const [name, fn] of Object.entries(subjects)) {
     const dir = join(work, `r-${round}-${name.replace(/\W+/g, '-')}`);
     mkdirSync(dir);
-    const ms = fn(dir);
-    if (round >= 0) samples[name].push(ms); // round -1 warms the page cache
+    const { ms, cpu: c } = fn(dir);
+    if (round >= 0) {
+      // round -1 warms the page cache
+      samples[name].push(ms);
+      cpu[name].push(c);
+    }
     spawnSync('sh', ['-c', `umount -R ${dir}/layers/*/containers/*/rootfs 2>/dev/null; rm -rf ${dir}`]);
   }
 }
@@ -109,9 +124,11 @@ console.log(
   `pull to a runnable rootfs: ${(info.gzBytes / 1e6).toFixed(1)} MB gzip in 3 layers, ${info.files} entries, ` +
     `${runs} interleaved rounds, load ${loadStart.toFixed(1)} -> ${loadavg()[0].toFixed(1)}`,
 );
+const peerCpu = median(cpu['skopeo copy + umoci unpack']);
+console.log(`  ${''.padEnd(32)}   wall  (ratio)   cpu  (ratio)  [wall of each round]`);
 for (const [name, a] of Object.entries(samples))
   console.log(
-    `  ${name.padEnd(32)} ${median(a).toFixed(0).padStart(6)} ms  (${(median(a) / peer).toFixed(2)})  [${a.map((x) => x.toFixed(0)).join(' ')}]`,
+    `  ${name.padEnd(32)} ${median(a).toFixed(0).padStart(6)} ms (${(median(a) / peer).toFixed(2)}) ${median(cpu[name]).toFixed(0).padStart(6)} ms (${(median(cpu[name]) / peerCpu).toFixed(2)})  [${a.map((x) => x.toFixed(0)).join(' ')}]`,
   );
 console.log(`  ratio nsinit / (skopeo + umoci)  ${(ours / peer).toFixed(2)}   (target <= 0.50)`);
 console.log(`  median of per-round ratios       ${median(ratios).toFixed(2)}`);
