@@ -8,5 +8,9 @@ export TURBO_TELEMETRY_DISABLED=1
 pnpm run lint
 pnpm run typecheck
 pnpm run test
-# cgroup v2 with controllers: Debian's 6.1 kernel in qemu (TCG) with cgroup_no_v1=all.
-bash vm/run.sh
+# cgroup v2 with controllers: Debian's 6.1 kernel in qemu (TCG) with cgroup_no_v1=all. Two boots:
+# the checks of vm/guest-tests.mjs, then the cgroups package's own vitest suite; both always run.
+vm_rc=0
+bash vm/run.sh || vm_rc=1
+bash vm/run.sh vitest:cgroups || vm_rc=1
+exit "$vm_rc"
