@@ -32,11 +32,13 @@ import {
 import { mkdir, rm } from 'node:fs/promises';
 import { type Readable, Transform, type TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip, constants as zlibConstants } from 'node:zlib';
+import { createGunzip } from 'node:zlib';
 // types only: a worker thread loads this module, and @tsc/image's index costs ~200 ms to load
 import type { Compression, Digest } from '@tsc/image';
 import { closeFd, S } from '@tsc/syscall';
 import { isUnionfsError, UnionfsError } from './errors.js';
+import { InPlaceGunzip } from './gunzip.js';
+import { type InflateResult, inflateInWorker } from './inflate.js';
 import {
   errCode,
   fchownat,
@@ -96,6 +98,11 @@ export interface UnpackLayerOptions {
    * not created here, and not removed on failure.
    */
   existing?: boolean;
+  /**
+   * A gzip blob file is read, verified and inflated on a thread of its own (default true), so
+   * that it overlaps the parsing and file creation; false keeps it all on the calling thread.
+   */
+  inflateThread?: boolean;
   /**
    * Flush the filesystem (`syncfs`) once every entry is written, before returning: the layer's
    * files are on disk when the promise resolves.
@@ -894,96 +901,14 @@ class BlobCheck extends Transform {
   }
 }
 
-/** The part of a Node zlib object's handle that {@link InPlaceGunzip} drives. */
-interface ZlibHandle {
-  writeSync(
-    flush: number,
-    input: Buffer,
-    inOff: number,
-    inLen: number,
-    out: Buffer,
-    outOff: number,
-    outLen: number,
-  ): void;
-  onerror: (message: string, errno: number, code: string) => void;
-}
-
-/** Output buffer of {@link InPlaceGunzip}: small enough that the hash and the writes read it from cache. */
-const INFLATE_OUT = 256 << 10;
-
-/**
- * gunzip on the calling thread into one reused buffer. `createGunzip()` allocates a new output
- * buffer for every chunk it produces: for a 250 MB layer that is 250 MB of fresh memory (page
- * faults, then garbage collection) and ~40% more CPU than inflating into the same buffer
- * (measured: 1.3 s against 0.75 s for the bench image). The pieces go to `emit` synchronously
- * and are valid only during the call (the tar parser copies what it keeps).
- *
- * It drives the handle of a `createGunzip()` object (`_handle.writeSync`, `_writeState`): the
- * same zlib, the same multi-member and error handling as the stream, but not a public API.
- * `create()` returns undefined when this Node lacks them, and the caller uses the stream.
- */
-export class InPlaceGunzip {
-  #handle: ZlibHandle;
-  #state: Uint32Array;
-  #out = Buffer.allocUnsafeSlow(INFLATE_OUT);
-  #error: Error | undefined;
-  #ended = false;
-  #owner: object;
-
-  private constructor(owner: object, handle: ZlibHandle, state: Uint32Array) {
-    this.#owner = owner; // keeps the zlib object (and so its handle's memory) alive
-    this.#handle = handle;
-    this.#state = state;
-    handle.onerror = (message, errno, code) => {
-      this.#error = Object.assign(new Error(message), { errno, code });
-    };
+let inPlaceOk: boolean | undefined;
+function inPlaceGunzipWorks(): boolean {
+  if (inPlaceOk === undefined) {
+    const g = InPlaceGunzip.create();
+    inPlaceOk = g !== undefined;
+    g?.close();
   }
-
-  static create(): InPlaceGunzip | undefined {
-    const g = createGunzip() as unknown as { _handle?: Partial<ZlibHandle>; _writeState?: unknown };
-    const h = g._handle;
-    if (typeof h?.writeSync !== 'function' || !(g._writeState instanceof Uint32Array)) {
-      (g as unknown as Transform).destroy();
-      return undefined;
-    }
-    return new InPlaceGunzip(g, h as ZlibHandle, g._writeState);
-  }
-
-  /** Inflates `input`, handing each filled piece of output to `emit`. */
-  write(input: Buffer, emit: (piece: Buffer) => void): void {
-    this.#run(zlibConstants.Z_NO_FLUSH, input, emit);
-  }
-
-  /** After the last input: fails when the gzip stream is incomplete. */
-  end(emit: (piece: Buffer) => void): void {
-    this.#run(zlibConstants.Z_FINISH, Buffer.alloc(0), emit);
-    this.close();
-  }
-
-  close(): void {
-    (this.#owner as Transform).destroy();
-  }
-
-  #run(flush: number, input: Buffer, emit: (piece: Buffer) => void): void {
-    let inOff = 0;
-    let inLen = input.length;
-    const out = this.#out;
-    while (!this.#ended) {
-      this.#handle.writeSync(flush, input, inOff, inLen, out, 0, out.length);
-      if (this.#error) throw this.#error;
-      const availOut = this.#state[0] as number;
-      const availIn = this.#state[1] as number;
-      if (availOut < out.length) emit(out.subarray(0, out.length - availOut));
-      inOff += inLen - availIn;
-      inLen = availIn;
-      if (availOut !== 0) {
-        // room left in the output: zlib wants more input, or (input left over) the stream ended;
-        // like the stream, what follows the end of the gzip data is not read
-        if (inLen > 0) this.#ended = true;
-        return;
-      }
-    }
-  }
+  return inPlaceOk;
 }
 
 async function decompressor(c: Compression): Promise<Transform | undefined> {
@@ -1023,6 +948,172 @@ async function checkBlobFile(path: string, digest: Digest, size: number | undefi
     );
 }
 
+interface Sums {
+  diffID: Digest;
+  digest: Digest;
+  compressedSize: number;
+  size: number;
+}
+
+/**
+ * After a failed entry, the rest of the blob is still read (not parsed, at most DRAIN_LIMIT bytes)
+ * when its digest is checked, so that a blob that is not the one its descriptor names is reported
+ * as DigestMismatch/SizeMismatch, not as whatever its first bad entry happens to be. The entry
+ * error is reported when the blob verifies.
+ */
+class EntryErrors {
+  error: unknown;
+  #readAt = 0;
+  readonly #drain: boolean;
+  constructor(drain: boolean) {
+    this.#drain = drain;
+  }
+  /** Parses `piece` unless an entry failed already; `read`: blob bytes read so far. */
+  parse(parser: TarParser, piece: Buffer, read: number): void {
+    if (this.error !== undefined) {
+      if (read - this.#readAt > DRAIN_LIMIT) throw this.error;
+      return;
+    }
+    try {
+      parser.write(piece);
+    } catch (e) {
+      if (!this.#drain) throw e;
+      this.error = e;
+      this.#readAt = read;
+    }
+  }
+}
+
+/** The layer through Node streams: any blob (a path or a stream), any compression. */
+async function viaStream(
+  blob: string | Readable,
+  parser: TarParser,
+  opts: UnpackLayerOptions,
+): Promise<Sums> {
+  const diff = createHash('sha256');
+  let diffSize = 0;
+  const src = typeof blob === 'string' ? createReadStream(blob, { highWaterMark: 1 << 20 }) : blob;
+  const check = new BlobCheck(opts.digest, opts.size, opts.onProgress);
+  // An entry that fails does not end the stream at once when the blob's digest is checked: the
+  // rest is read (not parsed, at most DRAIN_LIMIT bytes of the blob) so that a blob that is not
+  // the one its descriptor names is reported as DigestMismatch/SizeMismatch, not as whatever
+  // its first bad entry happens to be. The entry error is reported when the blob verifies.
+  let entryError: unknown;
+  let readAtError = 0;
+  const drain = opts.digest !== undefined;
+  // one piece of the tar: hashed (the diffID), then parsed into files
+  const take = (piece: Buffer): void => {
+    diff.update(piece);
+    diffSize += piece.length;
+    if (entryError !== undefined) return;
+    try {
+      parser.write(piece);
+    } catch (e) {
+      if (!drain) throw e;
+      entryError = e;
+      readAtError = check.bytes;
+    }
+  };
+  const inflater = opts.compression === 'gzip' ? InPlaceGunzip.create() : undefined;
+  const sink = new Writable({
+    highWaterMark: 1 << 20,
+    write(chunk: Buffer, _e, done) {
+      try {
+        if (entryError !== undefined) {
+          // draining: only the blob's digest matters now
+          done(check.bytes - readAtError > DRAIN_LIMIT ? (entryError as Error) : undefined);
+          return;
+        }
+        if (inflater) inflater.write(chunk, take);
+        else take(chunk);
+        done();
+      } catch (e) {
+        done(e as Error);
+      }
+    },
+    final(done) {
+      try {
+        if (entryError === undefined) inflater?.end(take);
+        if (entryError !== undefined) {
+          done(entryError as Error);
+          return;
+        }
+        parser.finish();
+        done();
+      } catch (e) {
+        done(e as Error);
+      }
+    },
+  });
+  const stages: (Readable | Transform | Writable)[] = [src, check];
+  const dec = inflater ? undefined : await decompressor(opts.compression);
+  if (dec) stages.push(dec);
+  stages.push(sink);
+  try {
+    await (pipeline as (...s: unknown[]) => Promise<void>)(
+      ...stages,
+      ...(opts.signal ? [{ signal: opts.signal }] : []),
+    );
+  } finally {
+    inflater?.close();
+  }
+  return {
+    diffID: hexDigest('sha256', diff),
+    digest: check.digest(),
+    compressedSize: check.bytes,
+    size: diffSize,
+  };
+}
+
+/** A gzip blob file: read, verified and inflated on a worker thread while this thread parses and writes. */
+async function viaInflateWorker(path: string, parser: TarParser, opts: UnpackLayerOptions): Promise<Sums> {
+  const errors = new EntryErrors(opts.digest !== undefined);
+  let reported = 0;
+  const size = opts.digest !== undefined ? opts.size : undefined;
+  let r: InflateResult;
+  try {
+    r = await inflateInWorker(
+      path,
+      {
+        algorithm: opts.digest ? algorithmOf(opts.digest) : 'sha256',
+        ...(size !== undefined ? { size } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      },
+      (piece, read) => {
+        if (opts.onProgress && read - reported >= 65536) {
+          reported = read;
+          opts.onProgress(read);
+        }
+        errors.parse(parser, piece, read);
+      },
+    );
+  } catch (e) {
+    if (isUnionfsError(e) && e.code === 'SizeMismatch')
+      throw new UnionfsError('SizeMismatch', `layer ${opts.digest}: ${e.message}`);
+    throw e;
+  }
+  if (opts.digest) {
+    if (size !== undefined && r.compressedSize !== size)
+      throw new UnionfsError(
+        'SizeMismatch',
+        `layer ${opts.digest}: ${r.compressedSize} bytes, its descriptor gives ${size}`,
+      );
+    if (r.digest !== opts.digest)
+      throw new UnionfsError(
+        'DigestMismatch',
+        `layer ${opts.digest}: content has digest ${r.digest}, expected ${opts.digest}`,
+      );
+  }
+  if (errors.error !== undefined) throw errors.error;
+  parser.finish();
+  return {
+    diffID: r.diffID as Digest,
+    digest: r.digest as Digest,
+    compressedSize: r.compressedSize,
+    size: r.size,
+  };
+}
+
 /**
  * Unpacks a layer blob (a path or a stream) into `dir`, which must not exist yet: it is created,
  * and removed again when anything fails (a digest mismatch included), so a failure leaves nothing.
@@ -1054,89 +1145,29 @@ export async function unpackLayer(
     });
     ex = extractor;
     const parser = new TarParser(extractor);
-    const diff = createHash('sha256');
-    let diffSize = 0;
-    const src = typeof blob === 'string' ? createReadStream(blob, { highWaterMark: 1 << 20 }) : blob;
-    const check = new BlobCheck(opts.digest, opts.size, opts.onProgress);
-    // An entry that fails does not end the stream at once when the blob's digest is checked: the
-    // rest is read (not parsed, at most DRAIN_LIMIT bytes of the blob) so that a blob that is not
-    // the one its descriptor names is reported as DigestMismatch/SizeMismatch, not as whatever
-    // its first bad entry happens to be. The entry error is reported when the blob verifies.
-    let entryError: unknown;
-    let readAtError = 0;
-    const drain = opts.digest !== undefined;
-    // one piece of the tar: hashed (the diffID), then parsed into files
-    const take = (piece: Buffer): void => {
-      diff.update(piece);
-      diffSize += piece.length;
-      if (entryError !== undefined) return;
-      try {
-        parser.write(piece);
-      } catch (e) {
-        if (!drain) throw e;
-        entryError = e;
-        readAtError = check.bytes;
-      }
-    };
-    const inflater = opts.compression === 'gzip' ? InPlaceGunzip.create() : undefined;
-    const sink = new Writable({
-      highWaterMark: 1 << 20,
-      write(chunk: Buffer, _e, done) {
-        try {
-          if (entryError !== undefined) {
-            // draining: only the blob's digest matters now
-            done(check.bytes - readAtError > DRAIN_LIMIT ? (entryError as Error) : undefined);
-            return;
-          }
-          if (inflater) inflater.write(chunk, take);
-          else take(chunk);
-          done();
-        } catch (e) {
-          done(e as Error);
-        }
-      },
-      final(done) {
-        try {
-          if (entryError === undefined) inflater?.end(take);
-          if (entryError !== undefined) {
-            done(entryError as Error);
-            return;
-          }
-          parser.finish();
-          done();
-        } catch (e) {
-          done(e as Error);
-        }
-      },
-    });
-    const stages: (Readable | Transform | Writable)[] = [src, check];
-    const dec = inflater ? undefined : await decompressor(opts.compression);
-    if (dec) stages.push(dec);
-    stages.push(sink);
-    try {
-      await (pipeline as (...s: unknown[]) => Promise<void>)(
-        ...stages,
-        ...(opts.signal ? [{ signal: opts.signal }] : []),
-      );
-    } finally {
-      inflater?.close();
-    }
+    const sums =
+      typeof blob === 'string' &&
+      opts.compression === 'gzip' &&
+      opts.inflateThread !== false &&
+      inPlaceGunzipWorks()
+        ? await viaInflateWorker(blob, parser, opts)
+        : await viaStream(blob, parser, opts);
     if (typeof opts.lowers === 'function') extractor.fixup(await opts.lowers());
     extractor.finish();
     ex = undefined;
-    const diffID = hexDigest('sha256', diff);
+    const diffID = sums.diffID;
     if (opts.diffID !== undefined && diffID !== opts.diffID)
       throw new UnionfsError(
         'DigestMismatch',
         `layer ${opts.digest ?? dir}: uncompressed content has diffID ${diffID}, the image config says ${opts.diffID}`,
       );
     if (opts.sync) syncfs(rootFd);
-    if (opts.onProgress) opts.onProgress(check.bytes);
+    if (opts.onProgress) opts.onProgress(sums.compressedSize);
     return {
       diffID,
-      digest: check.digest(),
-      compressedSize: check.bytes,
-      size: diffSize,
+      digest: sums.digest,
+      compressedSize: sums.compressedSize,
+      size: sums.size,
       entries: parser.entries,
       skipped: extractor.skippedCount > 0 ? extractor.skipped : [],
     };
