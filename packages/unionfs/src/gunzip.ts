@@ -1,7 +1,4 @@
-/**
- * gunzip into one reused buffer, on the calling thread. No dependencies: the inflate worker loads
- * this module alone.
- */
+/** gunzip into one reused buffer, on the calling thread (inflate.ts's worker has its own copy). */
 
 import type { Transform } from 'node:stream';
 import { createGunzip, constants as zlibConstants } from 'node:zlib';

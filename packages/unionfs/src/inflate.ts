@@ -3,10 +3,11 @@
  * the tar parsing and file creation of the thread that unpacks the layer.
  *
  * The worker reads the blob (1 MiB reads into one buffer), hashes it (digest and size checked
- * against the descriptor), inflates it into one reused buffer ({@link InPlaceGunzip}), hashes the
+ * against the descriptor), inflates it into one reused buffer (as `InPlaceGunzip` does), hashes the
  * tar (the diffID) and copies each piece into a ring of slots in a SharedArrayBuffer. It waits
  * (`Atomics.wait`) when every slot is full, so memory stays bounded however slow the consumer.
  * A `piece` message names each filled slot; the consumer hands the slot back when done with it.
+ * The worker's code is self-contained (only `node:` modules), so it starts from a bundle too.
  */
 import { Worker } from 'node:worker_threads';
 import { UnionfsError, type UnionfsErrorCode } from './errors.js';
@@ -37,7 +38,7 @@ const SOURCE = `
   const { parentPort, workerData } = await import('node:worker_threads');
   const { openSync, readSync, closeSync } = await import('node:fs');
   const { createHash } = await import('node:crypto');
-  const { InPlaceGunzip } = await import(workerData.module);
+  const zlib = await import('node:zlib');
   const { path, algorithm, size, sab, slots, slotSize } = workerData;
   const ctrl = new Int32Array(sab, 0, 2);
   const ring = Buffer.from(sab, 8, slots * slotSize);
@@ -45,7 +46,32 @@ const SOURCE = `
   try {
     const blobHash = createHash(algorithm);
     const tarHash = createHash('sha256');
-    const g = InPlaceGunzip.create();
+    // gunzip into one reused buffer: the handle of a createGunzip() object, as gunzip.ts does
+    // (written out here: a bundled caller has no gunzip.js next to it for a worker to import)
+    const z = zlib.createGunzip();
+    const handle = z._handle;
+    const state = z._writeState;
+    let zerr;
+    handle.onerror = (message, errno, code) => { zerr = Object.assign(new Error(message), { errno, code }); };
+    const out = Buffer.allocUnsafeSlow(slotSize);
+    let ended = false;
+    const inflate = (flush, input, emit) => {
+      let inOff = 0;
+      let inLen = input.length;
+      while (!ended) {
+        handle.writeSync(flush, input, inOff, inLen, out, 0, out.length);
+        if (zerr) throw zerr;
+        const availOut = state[0];
+        const availIn = state[1];
+        if (availOut < out.length) emit(out.subarray(0, out.length - availOut));
+        inOff += inLen - availIn;
+        inLen = availIn;
+        if (availOut !== 0) {
+          if (inLen > 0) ended = true;
+          return;
+        }
+      }
+    };
     let used = 0; // slots filled so far
     let read = 0;
     let tarSize = 0;
@@ -76,9 +102,10 @@ const SOURCE = `
       }
       const chunk = buf.subarray(0, n);
       blobHash.update(chunk);
-      g.write(chunk, emit);
+      inflate(zlib.constants.Z_NO_FLUSH, chunk, emit);
     }
-    g.end(emit);
+    inflate(zlib.constants.Z_FINISH, Buffer.alloc(0), emit);
+    z.destroy();
     parentPort.postMessage({ kind: 'done', result: { digest: algorithm + ':' + blobHash.digest('hex'), compressedSize: read, diffID: 'sha256:' + tarHash.digest('hex'), size: tarSize } });
   } catch (e) {
     if (e && e.stopped) return;
@@ -108,9 +135,6 @@ export function inflateInWorker(
   const worker = new Worker(SOURCE, {
     eval: true,
     workerData: {
-      // from the sources (vitest) the worker, plain Node, loads the built module
-      module: new URL(import.meta.url.endsWith('.ts') ? '../dist/gunzip.js' : './gunzip.js', import.meta.url)
-        .href,
       path,
       algorithm: opts.algorithm,
       size: opts.size,
