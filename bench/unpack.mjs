@@ -27,7 +27,8 @@ in N interleaved rounds (default 5, or BENCH_RUNS), and prints medians and ratio
 Outputs are kept until the end by default (~250 MB per sample): on ext4 without a journal
 (this VM's disk) the kernel skips every recently deleted inode when it allocates one
 (ext4's recently_deleted(), up to 5 minutes while the inode table block is dirty), so a
-sample that follows the deletion of 7500 files pays for it in file creation.`;
+sample that follows the deletion of 7500 files pays for it in file creation. Every sample is
+followed by an untimed \`sync\`, so each starts with nothing dirty in the page cache.`;
 const args = process.argv.slice(2);
 if (args.includes('--help') || args.includes('-h')) {
   console.log(USAGE);
@@ -65,8 +66,8 @@ console.log(
 );
 
 // ---- subjects ---------------------------------------------------------------------------------
-// `opts` are LayerStore.open options and unpackImage options; {} is the documented defaults
-// (durable: a syncfs per layer before it becomes visible; workers: 'auto').
+// LayerStore.open options and unpackImage options; {} is the documented defaults (durable: a
+// syncfs per layer before it becomes visible; workers: 'auto', none on fewer than 4 CPUs).
 const ours = (openOpts, imageOpts) => (dir) => [
   process.execPath,
   [
@@ -82,7 +83,7 @@ const ours = (openOpts, imageOpts) => (dir) => [
 const subjects = [
   { name: 'unionfs (defaults)', cmd: ours({}, {}) },
   { name: 'unionfs, no syncfs', cmd: ours({ durable: false }, {}) },
-  { name: 'unionfs, no workers', cmd: ours({}, { workers: 'never' }) },
+  { name: 'unionfs, workers', cmd: ours({}, { workers: 'always' }) },
   {
     name: 'umoci unpack',
     cmd: (dir) => ['umoci', ['unpack', '--image', `${layout}:bench`, join(dir, 'bundle')]],
@@ -135,6 +136,9 @@ function once(s) {
     cpu = last.split(' ').reduce((a, b) => a + Number(b) * 1000, 0);
   }
   if (rmEach) execFileSync('rm', ['-rf', dir]);
+  // untimed: the next sample starts with nothing dirty in the page cache (our syncfs would flush
+  // what the previous subject left; umoci's and tar's writeback would run during the next one)
+  execFileSync('sync');
   return { ms, cpu };
 }
 
