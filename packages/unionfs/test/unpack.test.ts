@@ -204,56 +204,66 @@ add('gnu/big', data=b'b', uid=10000000, gid=10000001)
     }
   });
 
-  it('gzip blob files: wrong sizes, corrupt and truncated streams are reported and leave nothing', async () => {
-    const tar = buildTar([
-      { path: 'a', data: 'A'.repeat(300_000) },
-      { path: 'b', data: 'b' },
-    ]);
-    const blob = gz(tar);
-    const p = writeBlob(work, 'sized.tgz', blob);
-    const base = { compression: 'gzip', whiteouts: 'overlay', digest: sha256(blob) } as const;
-    for (const [size, msg] of [
-      [blob.length - 1, /more than the \d+ bytes its descriptor gives/],
-      [blob.length + 1, /: \d+ bytes, its descriptor gives \d+/],
-    ] as const) {
+  it.each(['always', 'never'] as const)(
+    'gzip blob files (inflate thread: %s): wrong sizes, corrupt and truncated streams are reported and leave nothing',
+    async (inflateThread) => {
+      const tar = buildTar([
+        { path: 'a', data: 'A'.repeat(300_000) },
+        { path: 'b', data: 'b' },
+      ]);
+      const blob = gz(tar);
+      const p = writeBlob(work, 'sized.tgz', blob);
+      const base = {
+        compression: 'gzip',
+        whiteouts: 'overlay',
+        digest: sha256(blob),
+        inflateThread,
+      } as const;
+      for (const [size, msg] of [
+        [blob.length - 1, /more than the \d+ bytes its descriptor gives/],
+        [blob.length + 1, /: \d+ bytes, its descriptor gives \d+/],
+      ] as const) {
+        const dir = fresh();
+        await expect(unpackLayer(dir, p, { ...base, size })).rejects.toMatchObject({
+          code: 'SizeMismatch',
+          message: expect.stringMatching(msg),
+        });
+        expect(existsSync(dir)).toBe(false);
+      }
+      // without a descriptor: the gzip error itself
+      const corrupt = Buffer.from(blob);
+      corrupt.fill(0x55, 40, 80);
+      const cp = writeBlob(work, 'corrupt.tgz', corrupt);
       const dir = fresh();
-      await expect(unpackLayer(dir, p, { ...base, size })).rejects.toMatchObject({
-        code: 'SizeMismatch',
-        message: expect.stringMatching(msg),
+      await expect(
+        unpackLayer(dir, cp, { compression: 'gzip', whiteouts: 'overlay', inflateThread }),
+      ).rejects.toMatchObject({
+        code: 'InvalidTar',
+        message: expect.stringMatching(/gzip stream/),
       });
       expect(existsSync(dir)).toBe(false);
-    }
-    // without a descriptor: the gzip error itself
-    const corrupt = Buffer.from(blob);
-    corrupt.fill(0x55, 40, 80);
-    const cp = writeBlob(work, 'corrupt.tgz', corrupt);
-    const dir = fresh();
-    await expect(unpackLayer(dir, cp, { compression: 'gzip', whiteouts: 'overlay' })).rejects.toMatchObject({
-      code: 'InvalidTar',
-      message: expect.stringMatching(/gzip stream/),
-    });
-    expect(existsSync(dir)).toBe(false);
-    const tp = writeBlob(work, 'truncated.tgz', blob.subarray(0, blob.length - 20));
-    await expect(unpackLayer(fresh(), tp, { compression: 'gzip', whiteouts: 'overlay' })).rejects.toThrow(
-      /unexpected end of file/,
-    );
-    // with the descriptor's digest, a corrupt blob is a blob that is not the one named
-    await expect(unpackLayer(fresh(), cp, { ...base, size: blob.length })).rejects.toMatchObject({
-      code: 'DigestMismatch',
-    });
-    // the same layer on the calling thread and on the inflate thread: the same result
-    const r1 = await unpackLayer(fresh(), p, { ...base, size: blob.length, inflateThread: false });
-    const r2 = await unpackLayer(fresh(), p, { ...base, size: blob.length });
-    expect(r2).toEqual(r1);
-    expect(r1.diffID).toBe(sha256(tar));
-    // aborted: rejects, nothing left
-    const ac = new AbortController();
-    const d3 = fresh();
-    const pending = unpackLayer(d3, p, { ...base, signal: ac.signal });
-    ac.abort();
-    await expect(pending).rejects.toThrow();
-    expect(existsSync(d3)).toBe(false);
-  });
+      const tp = writeBlob(work, 'truncated.tgz', blob.subarray(0, blob.length - 20));
+      await expect(
+        unpackLayer(fresh(), tp, { compression: 'gzip', whiteouts: 'overlay', inflateThread }),
+      ).rejects.toThrow(/unexpected end of file/);
+      // with the descriptor's digest, a corrupt blob is a blob that is not the one named
+      await expect(unpackLayer(fresh(), cp, { ...base, size: blob.length })).rejects.toMatchObject({
+        code: 'DigestMismatch',
+      });
+      // the same layer on the calling thread and on the inflate thread: the same result
+      const r1 = await unpackLayer(fresh(), p, { ...base, size: blob.length, inflateThread: 'never' });
+      const r2 = await unpackLayer(fresh(), p, { ...base, size: blob.length, inflateThread: 'always' });
+      expect(r2).toEqual(r1);
+      expect(r1.diffID).toBe(sha256(tar));
+      // aborted: rejects, nothing left
+      const ac = new AbortController();
+      const d3 = fresh();
+      const pending = unpackLayer(d3, p, { ...base, signal: ac.signal });
+      ac.abort();
+      await expect(pending).rejects.toThrow();
+      expect(existsSync(d3)).toBe(false);
+    },
+  );
 
   it('refuses sparse files and truncated archives clearly', async () => {
     const tarPath = join(work, 'sparse.tar');
