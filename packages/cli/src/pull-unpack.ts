@@ -78,6 +78,49 @@ export async function pullAndUnpack(
     }
     return d;
   };
+  const readySet = new Set<string>();
+  const markReady = (digest: string) => {
+    readySet.add(digest);
+    readyOf(digest).resolve();
+    schedule();
+  };
+  // Layers whose blobs are there are unpacked before the rest have downloaded (on a slow link
+  // the big last layer would hold them back): a prefix of the image (every layer below ready)
+  // goes to unpackImage, without an owner. These runs only save time: their failures are
+  // ignored (what they could not do, the final unpackImage of the whole image does and reports).
+  let meta: { manifest: Manifest; config: ImageConfig } | undefined;
+  let covered = 0;
+  const prefixRuns: Promise<unknown>[] = [];
+  /** Layers the prefix runs or the stream unpacked (unpackImage then finds them present). */
+  const doneEarly = new Map<string, UnpackResult>();
+  const schedule = () => {
+    if (!meta || signal.aborted) return;
+    const { manifest, config } = meta;
+    let j = 0;
+    while (j < manifest.layers.length && readySet.has((manifest.layers[j] as Descriptor).digest)) j++;
+    if (j <= covered || j >= manifest.layers.length || j - 1 === streamed?.index) return;
+    covered = j;
+    prefixRuns.push(
+      layers
+        .unpackImage({
+          content: store,
+          layers: manifest.layers.slice(0, j),
+          diffIDs: (config.rootfs.diff_ids as Digest[]).slice(0, j),
+          signal,
+          workers,
+          ...(onExtract
+            ? {
+                onProgress: (i: number, bytes: number) =>
+                  manifest.layers[i] && onExtract(manifest.layers[i], bytes),
+              }
+            : {}),
+        })
+        .then((rs) => {
+          for (const x of rs) if (x.unpacked) doneEarly.set(x.chainID, x);
+        })
+        .catch(() => {}),
+    );
+  };
   const known = deferred<{ manifest: Manifest; config: Promise<ImageConfig> }>();
   let plan: Promise<{ chains: ChainID[]; first: number } | undefined> | undefined;
   let streamed: { index: number; unpack: Promise<UnpackResult> } | undefined;
@@ -98,6 +141,14 @@ export async function pullAndUnpack(
 
   const blobSink = async (desc: Descriptor, info: BlobSinkInfo) => {
     known.resolve({ manifest: info.manifest, config: info.config });
+    if (!meta)
+      info.config.then(
+        (c) => {
+          meta ??= { manifest: info.manifest, config: c };
+          schedule();
+        },
+        () => {},
+      );
     if (!streaming || streamed) return undefined;
     const config = await info.config;
     plan ??= firstMissing(info.manifest, config);
@@ -118,14 +169,14 @@ export async function pullAndUnpack(
       onProgress: (bytes) => {
         if (!started) {
           started = true; // it reads, so it holds the chain lock
-          readyOf(desc.digest).resolve();
+          markReady(desc.digest);
         }
         onExtract?.(desc, bytes);
       },
     });
     streamed = { index, unpack };
     unpack.then(
-      () => readyOf(desc.digest).resolve(),
+      () => markReady(desc.digest),
       // Failed before or while reading: the tee must not wait for it (and the layer is
       // unpacked from the stored blob instead).
       () => pass.destroy(),
@@ -144,7 +195,7 @@ export async function pullAndUnpack(
     blobSink,
     onProgress: (e) => {
       if (e.type === 'blob' && e.kind === 'layer' && (e.status === 'complete' || e.status === 'exists'))
-        readyOf(e.digest).resolve();
+        markReady(e.digest);
       onProgress?.(e);
     },
   });
@@ -200,11 +251,10 @@ export async function pullAndUnpack(
     const res = await pulled;
     results ??= await unpackAll(res.manifest, res.config);
     const s = streamed ? await streamed.unpack.catch(() => undefined) : undefined;
-    // unpackImage found the streamed layer present: report what the stream did
-    if (streamed && s && results[streamed.index]?.chainID === s.chainID) {
-      results = [...results];
-      results[streamed.index] = s;
-    }
+    if (s?.unpacked) doneEarly.set(s.chainID, s);
+    await Promise.allSettled(prefixRuns);
+    // unpackImage found those layers present: report what unpacked them
+    results = results.map((x) => (x.unpacked ? x : (doneEarly.get(x.chainID) ?? x)));
     return {
       pull: res,
       layers: results,
@@ -216,6 +266,6 @@ export async function pullAndUnpack(
   } finally {
     outer?.removeEventListener('abort', onOuter);
     // Nothing is left running: a failed streamed unpack has removed what it wrote.
-    await Promise.allSettled([pulled, streamed?.unpack]);
+    await Promise.allSettled([pulled, streamed?.unpack, ...prefixRuns]);
   }
 }

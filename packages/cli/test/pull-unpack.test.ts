@@ -69,8 +69,11 @@ async function startRegistry(dir: string): Promise<{ host: string; stop: () => P
   };
 }
 
-/** What the proxy does to a blob GET: cut the connection after `cut` bytes, or flip the byte at `flip`. */
-type Fault = { cut?: number; flip?: number } | undefined;
+/**
+ * What the proxy does to a blob GET: cut the connection after `cut` bytes, flip the byte at
+ * `flip`, or send nothing until `hold` resolves.
+ */
+type Fault = { cut?: number; flip?: number; hold?: Promise<void> } | undefined;
 
 /** A proxy in front of the registry; `fault(digest, n)` decides for the n-th GET of a blob. */
 async function startProxy(target: string) {
@@ -98,39 +101,43 @@ async function startProxy(target: string) {
       f = proxy.fault(d, n);
     }
     const [h, p] = target.split(':') as [string, string];
-    const up = http.request(
-      {
-        host: h,
-        port: Number(p),
-        method: req.method,
-        path: req.url,
-        headers: { ...req.headers, host: target },
-      },
-      (ures) => {
-        res.writeHead(ures.statusCode ?? 502, ures.headers);
-        let sent = 0;
-        ures.on('data', (chunk: Buffer) => {
-          let c = chunk;
-          if (f?.flip !== undefined && f.flip >= sent && f.flip < sent + c.length) {
-            c = Buffer.from(c);
-            c[f.flip - sent] = (c[f.flip - sent] ?? 0) ^ 0xff;
-          }
-          if (f?.cut !== undefined && sent + c.length >= f.cut) {
-            res.write(c.subarray(0, f.cut - sent));
-            ures.destroy();
-            res.socket?.destroy();
-            sent = f.cut;
-            return;
-          }
-          sent += c.length;
-          res.write(c);
-        });
-        ures.on('end', () => res.end());
-        ures.on('error', () => res.destroy());
-      },
-    );
-    up.on('error', () => res.destroy());
-    req.pipe(up);
+    const forward = () => {
+      const up = http.request(
+        {
+          host: h,
+          port: Number(p),
+          method: req.method,
+          path: req.url,
+          headers: { ...req.headers, host: target },
+        },
+        (ures) => {
+          res.writeHead(ures.statusCode ?? 502, ures.headers);
+          let sent = 0;
+          ures.on('data', (chunk: Buffer) => {
+            let c = chunk;
+            if (f?.flip !== undefined && f.flip >= sent && f.flip < sent + c.length) {
+              c = Buffer.from(c);
+              c[f.flip - sent] = (c[f.flip - sent] ?? 0) ^ 0xff;
+            }
+            if (f?.cut !== undefined && sent + c.length >= f.cut) {
+              res.write(c.subarray(0, f.cut - sent));
+              ures.destroy();
+              res.socket?.destroy();
+              sent = f.cut;
+              return;
+            }
+            sent += c.length;
+            res.write(c);
+          });
+          ures.on('end', () => res.end());
+          ures.on('error', () => res.destroy());
+        },
+      );
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    };
+    if (f?.hold) f.hold.then(forward);
+    else forward();
   });
   await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
   proxy.stop = () =>
@@ -286,6 +293,44 @@ describe.skipIf(skip !== undefined)('pull and unpack together', () => {
     expect(ra.layers.map((l) => l.chainID)).toEqual(a.chains);
     expect(rb.layers.map((l) => l.chainID)).toEqual(b.chains);
     expect(stored(root).sort()).toEqual([...b.chains].sort());
+    expect(leftovers(root)).toEqual([]);
+  });
+
+  test('a layer whose blob is there unpacks while a later layer still downloads', async () => {
+    const img = await makeImage(src, `${reg.host}/pu/slow:1`, [
+      layer('s0', 3, 1000),
+      layer('s1', 3, 1000),
+      top,
+    ]);
+    const last = img.layers[2] as Descriptor;
+    let release = () => {};
+    const hold = new Promise<void>((r) => {
+      release = r;
+    });
+    proxy.reset();
+    proxy.fault = (d) => (d === last.digest ? { hold } : undefined);
+    const root = roots();
+    const { store, layers } = await open(root);
+    const pulling = pullAndUnpack(store, layers, parseReference(`${proxy.host}/pu/slow:1`), FAST);
+    pulling.catch(() => {});
+    // The top layer's blob is held back: layers 0 and 1 get unpacked meanwhile (or never: then
+    // this fails after 30 s).
+    try {
+      for (let i = 0; !(await layers.get(img.chains[1] as Digest)); i++) {
+        if (i > 600) throw new Error('layer 1 was not unpacked while layer 2 was downloading');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(await store.has(last.digest)).toBe(false);
+    } finally {
+      release();
+      proxy.fault = () => undefined;
+    }
+    const r = await pulling;
+    expect(r.layers.map((l) => l.chainID)).toEqual(img.chains);
+    expect(r.layers[2]?.unpacked).toBe(true);
+    expect((await layers.references()).get(`image:${r.pull.configDescriptor.digest}`)).toEqual([
+      img.chains[2],
+    ]);
     expect(leftovers(root)).toEqual([]);
   });
 
