@@ -136,9 +136,34 @@ for (const [entry, file] of Object.entries(SIDE_BUNDLES)) {
     target: 'node20',
     outfile: join(dist, file),
     external: ['koffi', 'zstd-napi'],
-    define: { 'import.meta.url': '__nsinitBundleUrl' },
+    define: {
+      'import.meta.url': '__nsinitBundleUrl',
+      ...(koffiAddon ? { 'process.env.TSC_KOFFI_ADDON': JSON.stringify(koffiAddon) } : {}),
+    },
     banner: {
       js: `var __nsinitBundleUrl = require('node:url').pathToFileURL(${JSON.stringify(join(dist, file))}).href;`,
+    },
+    logLevel: 'warning',
+  });
+}
+
+// @tsc/unionfs unpacks big layers on worker threads that import its `unpack.js` from next to
+// the calling code: for the bundle, that is dist/unpack.js. It is an ES module of its own (the
+// worker imports it); `require` is made for what CommonJS dependencies inside it need.
+{
+  const unionfsIndex = createRequire(join(here, '..', 'package.json')).resolve('@tsc/unionfs');
+  await build({
+    entryPoints: [join(dirname(unionfsIndex), 'unpack.js')],
+    bundle: true,
+    minify: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    outfile: join(dist, 'unpack.js'),
+    external: ['koffi', 'zstd-napi'],
+    define: koffiAddon ? { 'process.env.TSC_KOFFI_ADDON': JSON.stringify(koffiAddon) } : {},
+    banner: {
+      js: "import { createRequire as __nsinitCreateRequire } from 'node:module'; const require = __nsinitCreateRequire(import.meta.url);",
     },
     logLevel: 'warning',
   });

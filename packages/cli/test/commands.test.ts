@@ -1,5 +1,6 @@
 // cli.ts loads only the command module of the verb being run (start-up time): its table of
 // verbs must match what each module registers, or a verb would be unknown when run alone.
+import { existsSync } from 'node:fs';
 import { Command } from 'commander';
 import { describe, expect, test } from 'vitest';
 import { COMMAND_MODULES, verbOf } from '../src/cli.js';
@@ -29,4 +30,16 @@ describe('command modules', () => {
     expect(verbOf([])).toBeUndefined();
     expect(verbOf(['--', 'ps', 'x'])).toBe('ps');
   });
+
+  test.skipIf(!existsSync(new URL('../dist/nsinit.cjs', import.meta.url)))(
+    'the bundle ships the module unionfs workers import from next to it (dist/unpack.js)',
+    async () => {
+      // Worker threads for big layers import unpack.js from beside the calling code: in the bundle
+      // that is dist/unpack.js, which without this side bundle did not exist ("Cannot find module").
+      const m = (await import(new URL('../dist/unpack.js', import.meta.url).href)) as {
+        unpackLayer?: unknown;
+      };
+      expect(typeof m.unpackLayer).toBe('function');
+    },
+  );
 });
