@@ -25,7 +25,8 @@ const DURATION_UNITS: Record<string, number> = {
 
 /** A Go duration ("5s", "1m30s", "250ms", "1.5s") in milliseconds; must be positive. */
 export function parseDuration(flag: string, v: string): number {
-  const re = /(\d+(?:\.\d+)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy;
+  // \u00b5 is µ: the bundle stays ASCII, which V8 reads as a one-byte string (see bundle.mjs).
+  const re = /(\d+(?:\.\d+)?|\.\d+)(ns|us|\u00b5s|ms|s|m|h)/gy;
   let ms = 0;
   let end = 0;
   for (let m = re.exec(v); m; m = re.exec(v)) {
