@@ -68,8 +68,6 @@ const SETSIGDEF = 0x04;
 const SETSIGMASK = 0x08;
 /** F_DUPFD_CLOEXEC. */
 const DUPFD_CLOEXEC = 1030;
-/** Above every descriptor number a child is given (they are small: stdio, a few extra, a socket). */
-const HIGH_FD = 1000;
 
 /**
  * Start `req.path` and return its pid. The child is this process's child: reap it (e.g. with
@@ -92,9 +90,11 @@ export function posixSpawn(req: SpawnRequest): number {
   // Each source is first duplicated above every target, so that moving one into place can
   // never overwrite another source (e.g. fd 3 going to 4 while fd 4 goes to 3).
   const high: number[] = [];
+  // Above every target, and no higher (RLIMIT_NOFILE may be low in the caller's process).
+  const above = 1 + Math.max(2, ...req.fds.map(([, to]) => to));
   try {
     for (const [from] of req.fds)
-      high.push(call('fcntl', [from, DUPFD_CLOEXEC, HIGH_FD], { op: `dup fd ${from}` }));
+      high.push(call('fcntl', [from, DUPFD_CLOEXEC, above], { op: `dup fd ${from}` }));
     check(f.faInit(fa), 'posix_spawn_file_actions_init');
     try {
       req.fds.forEach(([, to], i) => {
