@@ -399,6 +399,29 @@ check('hugetlb: hugepageLimits 2MB = 2 pages lets a cgroup fault in 2 huge pages
   }
 });
 
+/**
+ * Two readers, one in cgroup `a` (weight 100) and one in `b` (weight 1000), started together: the
+ * share each gets of device `majmin` over 2 s, then again after update() swapped the weights
+ * under them (the split must follow). Both cgroups are emptied afterwards.
+ */
+async function competeAndSwap(a, b, majmin, readerA, readerB) {
+  const ca = gated(readerA);
+  const cb = gated(readerB);
+  a.addProcess(ca.pid);
+  b.addProcess(cb.pid);
+  ca.release();
+  cb.release();
+  const s1 = await readShare(a, b, majmin, 2000);
+  assert(alive(ca.pid) && alive(cb.pid), `a reader stopped: ${ca.err()} ${cb.err()}`);
+  a.update({ blockIO: { weight: 1000 } });
+  b.update({ blockIO: { weight: 100 } });
+  const s2 = await readShare(a, b, majmin, 2000);
+  a.kill();
+  b.kill();
+  await waitFor('the readers to die', () => a.pids().length === 0 && b.pids().length === 0);
+  return { s1, s2 };
+}
+
 // ---------------------------------------------------------------- io.weight
 /** A loop device over a `mib` MiB file in /tmp (tmpfs in the VM); `done()` detaches it. */
 async function loopDevice(mib) {
@@ -478,21 +501,7 @@ check('io.weight: blockIO.weight 100 vs 1000 splits an iocost-controlled device 
     applied(rb, 'io.weight=10000');
     eq(cat(path.join(dirOf(a), 'io.weight')), 'default 910', 'io.weight of the light cgroup');
     const reader = `while :; do dd if=${lo.dev} of=/dev/null bs=256k count=64 iflag=direct 2>/dev/null || { echo dd failed >&2; exit 1; }; done`;
-    const ca = gated(reader);
-    const cb = gated(reader);
-    a.addProcess(ca.pid);
-    b.addProcess(cb.pid);
-    ca.release();
-    cb.release();
-    const s1 = await readShare(a, b, majmin, 2000);
-    assert(alive(ca.pid) && alive(cb.pid), `a reader stopped: ${ca.err()} ${cb.err()}`);
-    // update() swaps the weights under the running readers: the split must follow.
-    a.update({ blockIO: { weight: 1000 } });
-    b.update({ blockIO: { weight: 100 } });
-    const s2 = await readShare(a, b, majmin, 2000);
-    a.kill();
-    b.kill();
-    await waitFor('the readers to die', () => a.pids().length === 0 && b.pids().length === 0);
+    const { s1, s2 } = await competeAndSwap(a, b, majmin, reader, reader);
     detail(
       `io.weight on ${lo.name} (iocost, model 16 MiB/s): weights 100/1000 read ${mibs(s1.a)} / ${mibs(s1.b)} in ${s1.ms} ms (${(s1.b / Math.max(s1.a, 1)).toFixed(1)}x); swapped by update(): ${mibs(s2.a)} / ${mibs(s2.b)} in ${s2.ms} ms (${(s2.a / Math.max(s2.b, 1)).toFixed(1)}x)`,
     );
@@ -532,20 +541,7 @@ check('io.bfq.weight: blockIO.weight 100 vs 1000 splits a BFQ-scheduled disk by 
     eq(cat(path.join(dirOf(b), 'io.bfq.weight')), 'default 1000', 'io.bfq.weight of the heavy cgroup');
     const reader = (skip) =>
       `while :; do dd if=${dev} of=/dev/null bs=64k count=256 skip=${skip} iflag=direct 2>/dev/null || { echo dd failed >&2; exit 1; }; done`;
-    const ca = gated(reader(0));
-    const cb = gated(reader(512));
-    a.addProcess(ca.pid);
-    b.addProcess(cb.pid);
-    ca.release();
-    cb.release();
-    const s1 = await readShare(a, b, majmin, 2000);
-    assert(alive(ca.pid) && alive(cb.pid), `a reader stopped: ${ca.err()} ${cb.err()}`);
-    a.update({ blockIO: { weight: 1000 } });
-    b.update({ blockIO: { weight: 100 } });
-    const s2 = await readShare(a, b, majmin, 2000);
-    a.kill();
-    b.kill();
-    await waitFor('the readers to die', () => a.pids().length === 0 && b.pids().length === 0);
+    const { s1, s2 } = await competeAndSwap(a, b, majmin, reader(0), reader(512));
     detail(
       `io.bfq.weight on ${disk} (bfq, qemu-throttled to 8 MiB/s): weights 100/1000 read ${mibs(s1.a)} / ${mibs(s1.b)} in ${s1.ms} ms (${(s1.b / Math.max(s1.a, 1)).toFixed(1)}x); swapped by update(): ${mibs(s2.a)} / ${mibs(s2.b)} in ${s2.ms} ms (${(s2.a / Math.max(s2.b, 1)).toFixed(1)}x)`,
     );

@@ -51,6 +51,9 @@ import {
 } from '@tsc/libcontainer/network';
 import { LayerStore, OVERLAY_MAX_LAYERS } from '@tsc/unionfs';
 import { UsageError } from './context.js';
+import { hasImageContainer, imageContainerDir } from './image-container-dir.js';
+
+export { hasImageContainer, imageContainerDir };
 
 /** What `image.json` records about a container made from an image. */
 export interface ImageContainerRecord {
@@ -105,12 +108,6 @@ function isImageIdLike(s: string): boolean {
   return /^(sha256:)?[0-9a-f]{4,64}$/.test(s);
 }
 
-/** `<dataRoot>/containers/<id>`: the bundle of an image container. */
-export function imageContainerDir(dataRoot: string, id: string): string {
-  validateId(id);
-  return join(dataRoot, 'containers', id);
-}
-
 /** The record of an image container, or undefined when `id` was not made from an image. */
 export function readImageContainer(dataRoot: string, id: string): ImageContainerRecord | undefined {
   const file = join(imageContainerDir(dataRoot, id), 'image.json');
@@ -122,11 +119,6 @@ export function readImageContainer(dataRoot: string, id: string): ImageContainer
       return { id, image: '?', imageId: 'sha256:' as Digest, rm: false, network: 'none', created: '' };
     throw e;
   }
-}
-
-/** True when `<dataRoot>/containers/<id>` exists (a record, or the remains of a crashed run). */
-export function hasImageContainer(dataRoot: string, id: string): boolean {
-  return existsSync(imageContainerDir(dataRoot, id));
 }
 
 async function writeJSONAtomic(file: string, value: unknown): Promise<void> {

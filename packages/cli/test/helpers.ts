@@ -1,8 +1,10 @@
 // Helpers of the CLI tests: run the built nsinit as a subprocess (stdout/stderr go to files, so
 // a container that inherits them never keeps a pipe open), bundles on a shared busybox rootfs,
 // unique ids, polling, and cgroup checks.
-import { execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -179,4 +181,60 @@ export function ustar(
   }
   blocks.push(Buffer.alloc(1024));
   return Buffer.concat(blocks);
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A Debian docker-registry serving on 127.0.0.1 (with htpasswd basic auth when given). */
+export interface Registry {
+  host: string;
+  stop(): Promise<void>;
+}
+
+export async function startRegistry(tmp: string, htpasswd?: string): Promise<Registry> {
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(tmp, 'registry-'));
+  let auth = '';
+  if (htpasswd) {
+    fs.writeFileSync(path.join(dir, 'htpasswd'), htpasswd);
+    auth = `auth:\n  htpasswd:\n    realm: tsc\n    path: ${dir}/htpasswd\n`;
+  }
+  fs.writeFileSync(
+    path.join(dir, 'config.yml'),
+    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: s\n${auth}`,
+  );
+  const child: ChildProcess = spawn('/usr/bin/docker-registry', ['serve', path.join(dir, 'config.yml')], {
+    stdio: 'ignore',
+  });
+  for (let i = 0; ; i++) {
+    const up = await new Promise<boolean>((r) => {
+      http
+        .get(`http://127.0.0.1:${port}/v2/`, (res) => {
+          res.resume();
+          r(true);
+        })
+        .on('error', () => r(false));
+    });
+    if (up) break;
+    if (i > 200) throw new Error('docker-registry did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    host: `127.0.0.1:${port}`,
+    stop: () =>
+      new Promise<void>((r) => {
+        if (child.exitCode !== null || child.signalCode !== null) return r();
+        child.once('exit', () => r());
+        child.kill('SIGTERM');
+      }),
+  };
 }

@@ -1,12 +1,6 @@
-// pullAndUnpack (nsinit pull): the first missing layer unpacks from its download stream, the
-// others from the content store; against Debian's docker-registry on 127.0.0.1, through a
-// fault-injecting proxy: a wrong byte mid-stream, a connection cut and resumed with Range, an
-// abort, concurrent pulls sharing layers. In-process, as root (overlay whiteouts, chown).
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -15,7 +9,7 @@ import { ContentStore, isImageError, push } from '@tsc/registry-client';
 import { chainIDs, LayerStore } from '@tsc/unionfs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { pullAndUnpack } from '../src/pull-unpack.js';
-import { ustar } from './helpers.js';
+import { freePort, startRegistry, ustar } from './helpers.js';
 
 const skip =
   process.getuid?.() !== 0
@@ -24,50 +18,6 @@ const skip =
       ? 'needs docker-registry'
       : undefined;
 const FAST = { retry: { attempts: 3, baseDelayMs: 20 } };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startRegistry(dir: string): Promise<{ host: string; stop: () => Promise<void> }> {
-  const port = await freePort();
-  fs.writeFileSync(
-    path.join(dir, 'config.yml'),
-    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: s\n`,
-  );
-  const child: ChildProcess = spawn('/usr/bin/docker-registry', ['serve', path.join(dir, 'config.yml')], {
-    stdio: 'ignore',
-  });
-  for (let i = 0; ; i++) {
-    const up = await new Promise<boolean>((r) => {
-      http
-        .get(`http://127.0.0.1:${port}/v2/`, (res) => {
-          res.resume();
-          r(true);
-        })
-        .on('error', () => r(false));
-    });
-    if (up) break;
-    if (i > 200) throw new Error('docker-registry did not start');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    host: `127.0.0.1:${port}`,
-    stop: () =>
-      new Promise<void>((r) => {
-        if (child.exitCode !== null || child.signalCode !== null) return r();
-        child.once('exit', () => r());
-        child.kill('SIGTERM');
-      }),
-  };
-}
 
 /**
  * What the proxy does to a blob GET: cut the connection after `cut` bytes, flip the byte at
@@ -221,8 +171,7 @@ describe.skipIf(skip !== undefined)('pull and unpack together', () => {
 
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nsinit-pullunpack-'));
-    fs.mkdirSync(path.join(tmp, 'registry'));
-    reg = await startRegistry(path.join(tmp, 'registry'));
+    reg = await startRegistry(tmp);
     proxy = await startProxy(reg.host);
     src = await ContentStore.open(path.join(tmp, 'src'));
     base = layer('base', 60, 50_000);

@@ -1,17 +1,15 @@
 // nsinit pull / push / login / logout against Debian's docker-registry on 127.0.0.1 (the
 // built CLI as a subprocess; stdout is not a terminal, so progress is plain lines).
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { digestOf } from '@tsc/image';
 import { ContentStore, type Descriptor } from '@tsc/registry-client';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { COMMAND, STACK_LINE, ustar } from './helpers.js';
+import { COMMAND, freePort, type Registry, STACK_LINE, startRegistry, ustar } from './helpers.js';
 
 const bin = COMMAND[COMMAND.length - 1] as string;
 const skip = !fs.existsSync('/usr/bin/docker-registry')
@@ -19,61 +17,6 @@ const skip = !fs.existsSync('/usr/bin/docker-registry')
   : !fs.existsSync(bin)
     ? `needs the built CLI (${bin})`
     : undefined;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-interface Registry {
-  host: string;
-  stop(): Promise<void>;
-}
-
-async function startRegistry(tmp: string, htpasswd?: string): Promise<Registry> {
-  const port = await freePort();
-  const dir = fs.mkdtempSync(path.join(tmp, 'registry-'));
-  let auth = '';
-  if (htpasswd) {
-    fs.writeFileSync(path.join(dir, 'htpasswd'), htpasswd);
-    auth = `auth:\n  htpasswd:\n    realm: tsc\n    path: ${dir}/htpasswd\n`;
-  }
-  fs.writeFileSync(
-    path.join(dir, 'config.yml'),
-    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: s\n${auth}`,
-  );
-  const child: ChildProcess = spawn('/usr/bin/docker-registry', ['serve', path.join(dir, 'config.yml')], {
-    stdio: 'ignore',
-  });
-  for (let i = 0; ; i++) {
-    const up = await new Promise<boolean>((r) => {
-      http
-        .get(`http://127.0.0.1:${port}/v2/`, (res) => {
-          res.resume();
-          r(true);
-        })
-        .on('error', () => r(false));
-    });
-    if (up) break;
-    if (i > 200) throw new Error('docker-registry did not start');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    host: `127.0.0.1:${port}`,
-    stop: () =>
-      new Promise<void>((r) => {
-        if (child.exitCode !== null || child.signalCode !== null) return r();
-        child.once('exit', () => r());
-        child.kill('SIGTERM');
-      }),
-  };
-}
 
 interface Run {
   code: number | null;

@@ -433,6 +433,14 @@ class Tee {
   }
 }
 
+/** What a blob transfer reports to and is stopped by. */
+interface TransferOptions {
+  signal?: AbortSignal | undefined;
+  onProgress?:
+    | ((current: number, status: 'downloading' | 'retrying' | 'verifying', message?: string) => void)
+    | undefined;
+}
+
 /**
  * Downloads one blob into the store: resumes a partial download with `Range`, streams through
  * the store's ingest (size and digest checked; a bad blob is deleted), retries dropped
@@ -443,11 +451,7 @@ export async function downloadBlob(
   store: ContentStore,
   repo: Reference,
   desc: Descriptor,
-  options: {
-    signal?: AbortSignal | undefined;
-    onProgress?:
-      | ((current: number, status: 'downloading' | 'retrying' | 'verifying', message?: string) => void)
-      | undefined;
+  options: TransferOptions & {
     /**
      * Asked once, when the first transfer starts at byte 0, for a `Writable` to tee the blob's
      * bytes into (see {@link PullOptions.blobSink}).
@@ -479,12 +483,7 @@ async function download(
   store: ContentStore,
   repo: Reference,
   desc: Descriptor,
-  options: {
-    signal?: AbortSignal | undefined;
-    onProgress?:
-      | ((current: number, status: 'downloading' | 'retrying' | 'verifying', message?: string) => void)
-      | undefined;
-  },
+  options: TransferOptions,
   openTee: (offset: number) => Promise<Tee | undefined>,
 ): Promise<{ downloaded: number; present: boolean }> {
   const what = `blob ${desc.digest}`;

@@ -1,8 +1,7 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { Container, type CreateOptions, loadBundleConfig } from '@tsc/libcontainer';
 import type { Command } from 'commander';
 import { type Context, context, parseIntArg, UsageError } from '../context.js';
+import { hasImageContainer } from '../image-container-dir.js';
 import type { ImageRunFlags } from '../image-containers.js';
 import { ownConsoleSize, relayTerminal } from '../tty.js';
 import { addImageRunFlags } from './image-run-flags.js';
@@ -14,9 +13,7 @@ const imageCommands = () => import('./image-containers.js');
 
 /** `delete`'s second half: an image container's bundle, writable layer and network, if any. */
 async function deleteImageContainer(ctx: Context, id: string): Promise<void> {
-  // <dataRoot>/containers/<id> is what marks a container made from an image (or its remains).
-  if (!existsSync(join(ctx.dataRoot, 'containers', id))) return;
-  await (await imageCommands()).deleteImageContainer(ctx, id);
+  if (hasImageContainer(ctx.dataRoot, id)) await (await imageCommands()).deleteImageContainer(ctx, id);
 }
 
 interface CreateFlags {
