@@ -26,6 +26,7 @@ import {
   RegistryError,
   safeUrl,
 } from './errors.js';
+import { type RawBody, type RawResponse, type RawTlsOptions, rawRequest } from './http1.js';
 
 /** How often and how patiently to retry. */
 export interface RetryOptions {
@@ -93,6 +94,24 @@ export interface RegistryResponse {
   url: string;
 }
 
+/**
+ * A response of {@link RegistryClient.stream}: the body is read with `consume` (pieces are views
+ * into a reused buffer, valid only during the callback).
+ */
+export interface RegistryStreamResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: RawBody;
+  url: string;
+}
+
+/** What withRetry and the request loop need of a response, from undici or the raw client. */
+interface AnyResponse {
+  statusCode: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: AsyncIterable<Buffer> & { dump(): Promise<unknown> };
+}
+
 const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\]|::1)$/;
 
 /** True for hosts that are plain HTTP by default: loopback. */
@@ -139,7 +158,7 @@ function headerMap(h: Record<string, string | string[] | undefined>): Record<str
   return out;
 }
 
-async function readText(body: Dispatcher.ResponseData['body'], limit = 64 * 1024): Promise<string> {
+async function readText(body: AsyncIterable<Buffer>, limit = 64 * 1024): Promise<string> {
   const chunks: Buffer[] = [];
   let n = 0;
   try {
@@ -154,7 +173,10 @@ async function readText(body: Dispatcher.ResponseData['body'], limit = 64 * 1024
 }
 
 /** Turns a non-2xx response into a {@link RegistryError} (the body's error codes included). */
-export async function httpError(res: RegistryResponse, operation: string): Promise<RegistryError> {
+export async function httpError(
+  res: { status: number; body: AsyncIterable<Buffer>; url: string },
+  operation: string,
+): Promise<RegistryError> {
   const text = await readText(res.body);
   const errors = parseErrorBody(text);
   const s = res.status;
@@ -392,6 +414,7 @@ export class RegistryClient {
   readonly #options: ClientOptions;
   readonly #sessions = new Map<string, Session>();
   readonly #agents = new Map<string, Agent>();
+  readonly #tls = new Map<string, RawTlsOptions>();
   readonly #retry: Required<RetryOptions>;
   readonly #insecure: Set<string>;
 
@@ -434,18 +457,28 @@ export class RegistryClient {
     return extra.length ? [...rootCertificates, ...extra] : undefined;
   }
 
+  /** TLS settings for `host`: its CAs, or no verification for an insecure host without one. */
+  #tlsFor(host: string): RawTlsOptions {
+    let t = this.#tls.get(host);
+    if (!t) {
+      const ca = this.#caFor(host);
+      t = {
+        ...(ca ? { ca } : {}),
+        // An insecure registry reached over HTTPS is not verified, as in Docker.
+        ...(this.isInsecure(host) && !ca ? { rejectUnauthorized: false } : {}),
+      };
+      this.#tls.set(host, t);
+    }
+    return t;
+  }
+
   /** The connection pool for `host` (also used for token realms and redirect targets). */
   agentFor(host: string): Agent {
     let a = this.#agents.get(host);
     if (!a) {
-      const ca = this.#caFor(host);
       a = new Agent({
         connections: this.#options.connections ?? 4,
-        connect: {
-          ...(ca ? { ca } : {}),
-          // An insecure registry reached over HTTPS is not verified, as in Docker.
-          ...(this.isInsecure(host) && !ca ? { rejectUnauthorized: false } : {}),
-        },
+        connect: { ...this.#tlsFor(host) },
         headersTimeout: 60_000,
         bodyTimeout: 60_000,
       });
@@ -473,15 +506,15 @@ export class RegistryClient {
   }
 
   /** Runs `attempt` until it succeeds, retrying network errors and temporary statuses. @internal */
-  async withRetry(
+  async withRetry<R extends AnyResponse>(
     signal: AbortSignal | undefined,
     enabled: boolean,
-    attempt: () => Promise<Dispatcher.ResponseData>,
+    attempt: () => Promise<R>,
     fatal: (e: unknown) => boolean = () => false,
-  ): Promise<Dispatcher.ResponseData> {
+  ): Promise<R> {
     const max = enabled ? this.#retry.attempts : 1;
     for (let i = 1; ; i++) {
-      let res: Dispatcher.ResponseData;
+      let res: R;
       try {
         res = await attempt();
       } catch (e) {
@@ -524,6 +557,42 @@ export class RegistryClient {
    * (without credentials to other hosts). Non-accepted statuses become {@link RegistryError}s.
    */
   async send(registry: string, req: RegistryRequest): Promise<RegistryResponse> {
+    const res = await this.#exchange(registry, req, (url, headers, sameHost, host) =>
+      request(url, {
+        method: req.method,
+        headers,
+        dispatcher: sameHost ? this.session(host).agent : this.agentFor(new URL(url).host),
+        ...(req.body ? { body: req.body() } : {}),
+        ...(req.signal ? { signal: req.signal } : {}),
+      }),
+    );
+    return { status: res.status, headers: res.headers, body: res.body, url: res.url };
+  }
+
+  /**
+   * {@link send} for a `GET` whose body is big (a blob): the same pings, auth, retries and
+   * redirects, but each attempt is one connection of our own that reads into a reused buffer
+   * (see `http1.ts`); the body is read with `consume`.
+   */
+  async stream(
+    registry: string,
+    req: Omit<RegistryRequest, 'method' | 'body'>,
+  ): Promise<RegistryStreamResponse> {
+    const res = await this.#exchange<RawResponse>(registry, { ...req, method: 'GET' }, (url, headers) =>
+      rawRequest('GET', url, {
+        headers,
+        signal: req.signal,
+        tls: this.#tlsFor(new URL(url).host),
+      }),
+    );
+    return { status: res.status, headers: res.headers, body: res.body, url: res.url };
+  }
+
+  async #exchange<R extends AnyResponse>(
+    registry: string,
+    req: RegistryRequest,
+    transport: (url: string, headers: Record<string, string>, sameHost: boolean, host: string) => Promise<R>,
+  ): Promise<{ status: number; headers: Record<string, string>; body: R['body']; url: string }> {
     // Docker Hub is written docker.io in references and served by registry-1.docker.io.
     const host = registry === DEFAULT_DOMAIN ? DEFAULT_REGISTRY_HOST : registry;
     const session = this.session(host);
@@ -539,24 +608,18 @@ export class RegistryClient {
         const auth = await session.authorization(req.scopes, req.signal);
         if (auth) headers.authorization = auth;
       }
-      let raw: Dispatcher.ResponseData;
+      let raw: R;
       try {
         raw = await this.withRetry(req.signal, req.retry !== false, () =>
-          request(url, {
-            method: req.method,
-            headers,
-            dispatcher: sameHost ? session.agent : this.agentFor(target.host),
-            ...(req.body ? { body: req.body() } : {}),
-            ...(req.signal ? { signal: req.signal } : {}),
-          }),
+          transport(url, headers, sameHost, host),
         );
       } catch (e) {
         throw networkError(e, req.operation, url);
       }
-      const res: RegistryResponse = {
+      const res = {
         status: raw.statusCode,
         headers: headerMap(raw.headers),
-        body: raw.body,
+        body: raw.body as R['body'],
         url,
       };
       if (accept.includes(res.status)) return res;

@@ -511,8 +511,7 @@ async function download(
       if (attempt === 1) tee ??= await openTee(ingest.offset);
       const url = urls[0] as string;
       const foreign = !url.startsWith('/');
-      const res = await client.send(foreign ? new URL(url).host : repo.domain, {
-        method: 'GET',
+      const res = await client.stream(foreign ? new URL(url).host : repo.domain, {
         url,
         operation: `GET ${what} from ${foreign ? safeUrl(url) : repo.name}`,
         scopes: [repositoryScope(repo.path, 'pull')],
@@ -547,10 +546,12 @@ async function download(
       let current = ingest.offset;
       options.onProgress?.(current, 'downloading');
       let last = 0;
-      // Socket reads arrive in ≤64 KiB chunks: they are copied into one reused 1 MiB buffer
-      // and written when it is full (fewer thread-pool round trips, no garbage per batch).
-      // Bytes not yet written when a transfer breaks are simply fetched again. A tee gets each
-      // batch once it is written (and keeps it: the next batch then needs a new buffer).
+      // The body arrives as views into the connection's reused read buffer (≤ 1 MiB per read):
+      // they are copied into one reused 1 MiB buffer and written when it is full (fewer
+      // thread-pool round trips, no garbage per batch); the connection is not read while a
+      // batch is written. Bytes not yet written when a transfer breaks are simply fetched again.
+      // A tee gets each batch once it is written (and keeps it: the next batch then needs a new
+      // buffer).
       let buf = Buffer.allocUnsafe(WRITE_BATCH);
       let fill = 0;
       let written = ingest.offset;
@@ -567,23 +568,35 @@ async function download(
           await tee.write(batch, at, options.signal);
         }
       };
-      try {
-        for await (const chunk of res.body as AsyncIterable<Buffer>) {
-          for (let off = 0; off < chunk.length; ) {
-            const n = Math.min(chunk.length - off, WRITE_BATCH - fill);
-            chunk.copy(buf, fill, off, off + n);
-            fill += n;
-            off += n;
-            if (fill === WRITE_BATCH) await flush();
-          }
-          current += chunk.length;
-          downloaded += chunk.length;
-          const now = Date.now();
-          if (now - last > 100) {
-            last = now;
-            options.onProgress?.(current, 'downloading');
-          }
+      const counted = (n: number) => {
+        current += n;
+        downloaded += n;
+        const now = Date.now();
+        if (now - last > 100) {
+          last = now;
+          options.onProgress?.(current, 'downloading');
         }
+      };
+      // A piece that does not fill the batch is copied without a promise; one that does is
+      // copied and written in turns (the piece stays valid until the returned promise settles).
+      const take = async (chunk: Buffer): Promise<void> => {
+        for (let off = 0; off < chunk.length; ) {
+          const n = Math.min(chunk.length - off, WRITE_BATCH - fill);
+          chunk.copy(buf, fill, off, off + n);
+          fill += n;
+          off += n;
+          if (fill === WRITE_BATCH) await flush();
+        }
+        counted(chunk.length);
+      };
+      try {
+        await res.body.consume((chunk) => {
+          if (fill + chunk.length >= WRITE_BATCH) return take(chunk);
+          chunk.copy(buf, fill);
+          fill += chunk.length;
+          counted(chunk.length);
+          return undefined;
+        });
       } catch (e) {
         // Keep what arrived before the break: the resume starts after it.
         if (isNetworkFailure(e)) await flush().catch(() => {});

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ContentStore, getManifest, push, type RegistryError } from '../src/index.js';
+import { ContentStore, getManifest, pull, push, type RegistryError } from '../src/index.js';
 import { makeCerts, makeImage, mkTmp, type Registry, skipReason, startRegistry } from './harness.js';
 
 const skip = skipReason();
@@ -39,5 +39,17 @@ describe.skipIf(skip !== undefined)('TLS', () => {
     }).catch((x: unknown) => x);
     expect((e as RegistryError).code).toBe('Network');
     expect((e as Error).message).toMatch(/certificate|verify/i);
+  });
+
+  test('blobs come over verified TLS too (the blob transport has its own connections)', async () => {
+    const src = await ContentStore.open(path.join(tmp, 'src2'));
+    const name = `${reg.host}/tls/blobs:1`;
+    const img = await makeImage(src, name, { layerSizes: [300_000, 5000] });
+    await push(src, name, { ...FAST, caFile: certs.ca, certsDir: path.join(tmp, 'none') });
+    const dst = await ContentStore.open(path.join(tmp, 'dst2'));
+    const r = await pull(dst, name, { ...FAST, caFile: certs.ca, certsDir: path.join(tmp, 'none') });
+    expect(r.manifestDescriptor.digest).toBe(img.manifest.digest);
+    expect(r.downloadedBytes).toBeGreaterThan(300_000);
+    for (const l of r.manifest.layers) expect(await dst.has(l.digest)).toBe(true);
   });
 });
