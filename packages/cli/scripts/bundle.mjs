@@ -27,6 +27,22 @@ const bundle = join(dist, 'nsinit.cjs');
 const loader = join(dist, 'nsinit-loader.cjs');
 const cache = `${bundle}.cache`;
 
+/**
+ * The Node flags of the launcher. V8's code cache is only accepted under the flags it was made
+ * with, so the cache is made under these too.
+ * - `--v8-pool-size=1`: one V8 helper thread instead of four: a CLI run gains nothing from more
+ *   on a small machine, and each costs its start and its stack's page faults;
+ * - `--no-opt --no-sparkplug`: no optimising compilers for the runtime's short commands (the
+ *   loader turns them back on for the others, see isShortCommand in src/cli.ts). In a `run` of
+ *   ~100 ms TurboFan compiled functions on a helper thread that were never used again; each
+ *   compiled function costs memory, and on VMs where a page fault costs ~15 us that is the price;
+ * - `--max-semi-space-size=1` (MB): the young generation stays at its initial size. A start
+ *   keeps most of what it allocates (modules, schemas), so V8 doubled it at the first scavenges:
+ *   ~480 more pages touched per `run`, more than the extra scavenges cost.
+ * Measured with page-fault counts and CPU time per `nsinit run` (docs/ARCHITECTURE.md §5).
+ */
+const NODE_FLAGS = ['--v8-pool-size=1', '--no-opt', '--no-sparkplug', '--max-semi-space-size=1'];
+
 /** Package entry → the side bundle that holds it (see the side-bundles plugin). */
 const SIDE_BUNDLES = {
   '@tsc/registry-client': 'nsinit-registry.cjs',
@@ -120,10 +136,13 @@ await build({
 // Code compiled by vm.Script (the loader below, for the code cache) cannot use import() on
 // Node 20 without --experimental-vm-modules: the import()s esbuild left (node builtins and the
 // native externals, all CommonJS) become require()s, still lazy, resolved from the bundle.
+// The file is then stored as the function the loader calls, the way Node wraps a CommonJS module:
+// the loader compiles it as it is (joining a wrapper to 0.8 MB of source at every start made V8
+// copy it once more, ~190 page faults).
 {
   const text = readFileSync(bundle, 'utf8');
   const rewritten = text.replace(/\bimport\(("[^"]+")\)/g, 'Promise.resolve().then(()=>require($1))');
-  writeFileSync(bundle, rewritten);
+  writeFileSync(bundle, `(function (exports, require, module, __filename, __dirname) {${rewritten}\n})`);
 }
 
 for (const [entry, file] of Object.entries(SIDE_BUNDLES)) {
@@ -203,14 +222,24 @@ let cachedData;
 try {
   cachedData = fs.readFileSync(cacheFile);
 } catch {}
-const script = new vm.Script(Module.wrap(fs.readFileSync(file, 'utf8')), {
-  filename: file,
-  cachedData,
-});
+// The bundle is ASCII (checked at build): read as bytes and made a one-byte string in one copy
+// (readFileSync(file, 'utf8') grows a buffer while reading, then decodes: twice the page faults).
+const bytes = fs.readFileSync(file);
+const script = new vm.Script(bytes.toString('latin1'), { filename: file, cachedData });
 const m = { exports: {} };
 script.runInThisContext()(m.exports, Module.createRequire(file), m, file, ${JSON.stringify(dist)});
+if (process.env.NSINIT_CHECK_CODE_CACHE) {
+  // For tests: whether V8 took the cache (it refuses one made under other flags or another Node).
+  const how = cachedData === undefined ? 'missing' : script.cachedDataRejected ? 'rejected' : 'accepted';
+  process.stderr.write(\`nsinit: code cache \${how}\n\`);
+}
 if (process.env.NSINIT_MAKE_CODE_CACHE) {
   process.on('exit', () => fs.writeFileSync(cacheFile, script.createCachedData()));
+}
+// The launcher starts Node without its optimising compilers (see isShortCommand): back on for
+// anything that is not a short runtime command.
+if (!m.exports.isShortCommand(process.argv.slice(2))) {
+  require('node:v8').setFlagsFromString('--opt --sparkplug');
 }
 m.exports.main(process.argv);
 `,
@@ -225,7 +254,7 @@ m.exports.main(process.argv);
 rmSync(cache, { force: true });
 const tmp = mkdtempSync(join(tmpdir(), 'nsinit-cache-'));
 const makeCache = (args) =>
-  execFileSync(process.execPath, [loader, ...args], {
+  execFileSync(process.execPath, [...NODE_FLAGS, loader, ...args], {
     env: { ...process.env, NSINIT_MAKE_CODE_CACHE: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -278,8 +307,9 @@ writeFileSync(
   join(dist, 'nsinit'),
   `#!/bin/sh
 # nsinit launcher, written by packages/cli/scripts/bundle.mjs.
-if [ -x ${q(process.execPath)} ]; then exec ${q(process.execPath)} ${q(loader)} "$@"; fi
-exec node ${q(loader)} "$@"
+# ${NODE_FLAGS.join(' ')}: see packages/cli/scripts/bundle.mjs.
+if [ -x ${q(process.execPath)} ]; then exec ${q(process.execPath)} ${NODE_FLAGS.join(' ')} ${q(loader)} "$@"; fi
+exec node ${NODE_FLAGS.join(' ')} ${q(loader)} "$@"
 `,
 );
 chmodSync(join(dist, 'nsinit'), 0o755);

@@ -10,13 +10,23 @@ import { Logger } from './log.js';
  */
 export const COMMAND_MODULES: ReadonlyArray<{
   verbs: readonly string[];
+  /** The runtime's own verbs: a little JavaScript around syscalls, done in milliseconds. */
+  short?: true;
   load: () => Promise<{ register: (program: Command) => void }>;
 }> = [
-  { verbs: ['spec'], load: () => import('./commands/spec.js') },
-  { verbs: ['create', 'start', 'run', 'kill', 'delete'], load: () => import('./commands/lifecycle.js') },
-  { verbs: ['exec'], load: () => import('./commands/exec.js') },
-  { verbs: ['state', 'list', 'ls', 'ps'], load: () => import('./commands/inspect.js') },
-  { verbs: ['pause', 'resume', 'events', 'stats', 'update'], load: () => import('./commands/cgroups.js') },
+  { verbs: ['spec'], short: true, load: () => import('./commands/spec.js') },
+  {
+    verbs: ['create', 'start', 'run', 'kill', 'delete'],
+    short: true,
+    load: () => import('./commands/lifecycle.js'),
+  },
+  { verbs: ['exec'], short: true, load: () => import('./commands/exec.js') },
+  { verbs: ['state', 'list', 'ls', 'ps'], short: true, load: () => import('./commands/inspect.js') },
+  {
+    verbs: ['pause', 'resume', 'events', 'stats', 'update'],
+    short: true,
+    load: () => import('./commands/cgroups.js'),
+  },
   {
     verbs: ['diff', 'commit', 'import', '__monitor', '__port-proxy'],
     load: () => import('./commands/image-containers.js'),
@@ -40,6 +50,20 @@ export function verbOf(args: readonly string[]): string | undefined {
     if (GLOBAL_VALUE_OPTIONS.has(a)) i++;
   }
   return undefined;
+}
+
+/**
+ * Whether a command line is one of the runtime's short commands (`run -b`, `state`, `kill`, …),
+ * as opposed to image work (`pull`, `load`, `commit`, `run --image`, …) that runs JavaScript for
+ * seconds. The launcher starts Node without V8's optimising compilers, which a short command
+ * never profits from (they compile on a helper thread while the command is already ending, and
+ * their code costs page faults); the loader turns them back on unless this says short.
+ */
+export function isShortCommand(args: readonly string[]): boolean {
+  const verb = verbOf(args);
+  const m = COMMAND_MODULES.find((c) => verb !== undefined && c.verbs.includes(verb));
+  if (!m?.short) return false;
+  return !args.some((a) => a === '--image' || a.startsWith('--image='));
 }
 
 /** Run nsinit with `argv` (node's form: argv[0] node, argv[1] the script). */
