@@ -5,7 +5,7 @@
  * The program sees `struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }` in R1,
  * where `access_type = (access << 16) | type`. It returns 1 to allow and 0 to deny.
  */
-import * as fs from 'node:fs';
+import { closeSync, constants, openSync } from 'node:fs';
 import { bufferAddress, call } from '@tsc/syscall';
 import { CgroupError, errnoOf } from './errors.js';
 import type { DeviceRule } from './resources.js';
@@ -183,7 +183,7 @@ function bpf(cmd: number, attr: Buffer, op: string): number {
 
 function closeQuietly(fd: number): void {
   try {
-    fs.closeSync(fd);
+    closeSync(fd);
   } catch {
     // already closed
   }
@@ -255,7 +255,7 @@ function queryPrograms(dirFd: number, dir: string): number[] {
 
 function openDir(dir: string): number {
   try {
-    return fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    return openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   } catch (err) {
     throw bpfError(`open ${dir}`, err, dir);
   }

@@ -4,8 +4,8 @@
  * are backed by polling the `oom_kill` counter every `intervalMs` (so nothing is lost when a
  * notification cannot be set up, and the end of the cgroup is noticed).
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { join } from 'node:path';
 import { call, watchReadable } from '@tsc/syscall';
 import { errnoOf, fsError } from './errors.js';
 import { parseKeyed, readFileIfExists, writeFile } from './fsutil.js';
@@ -59,7 +59,7 @@ function drain(fd: number, size: number): void {
   const buf = Buffer.alloc(size);
   for (let i = 0; i < 64; i++) {
     try {
-      if (fs.readSync(fd, buf, 0, size, null) <= 0) return;
+      if (readSync(fd, buf, 0, size, null) <= 0) return;
     } catch {
       return; // EAGAIN: nothing more
     }
@@ -69,7 +69,7 @@ function drain(fd: number, size: number): void {
 function closeAll(fds: number[]): void {
   for (const fd of fds) {
     try {
-      fs.closeSync(fd);
+      closeSync(fd);
     } catch {
       // already closed
     }
@@ -78,7 +78,7 @@ function closeAll(fds: number[]): void {
 
 /** cgroup v1: `memory.oom_control` of a memory cgroup directory. */
 export function oomSourceV1(dir: string): OomSource {
-  const control = path.join(dir, 'memory.oom_control');
+  const control = join(dir, 'memory.oom_control');
   return {
     read: () => readCounter(control)?.kill,
     waitingOom: () => {
@@ -90,9 +90,9 @@ export function oomSourceV1(dir: string): OomSource {
       try {
         const efd = call('eventfd2', [0, EFD_NONBLOCK | EFD_CLOEXEC], { op: 'eventfd2' });
         fds.push(efd);
-        const cfd = fs.openSync(control, 'r');
+        const cfd = openSync(control, 'r');
         fds.push(cfd);
-        writeFile(path.join(dir, 'cgroup.event_control'), `${efd} ${cfd}`);
+        writeFile(join(dir, 'cgroup.event_control'), `${efd} ${cfd}`);
         const w = watchReadable(efd, () => {
           drain(efd, 8);
           wake();
@@ -111,7 +111,7 @@ export function oomSourceV1(dir: string): OomSource {
 
 /** cgroup v2: `memory.events` of a cgroup directory. */
 export function oomSourceV2(dir: string): OomSource {
-  const events = path.join(dir, 'memory.events');
+  const events = join(dir, 'memory.events');
   return {
     read: () => readCounter(events)?.kill,
     waitingOom: () => false,

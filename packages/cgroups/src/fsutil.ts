@@ -1,30 +1,39 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import {
+  closeSync,
+  constants,
+  type Dirent,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
 import { CgroupError, errnoOf, fsError } from './errors.js';
 
-const WRITE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_TRUNC;
+const WRITE_FLAGS = constants.O_WRONLY | constants.O_TRUNC;
 
 /** Write `data` to a cgroup file in a single write(2); never creates the file. */
 export function writeFile(file: string, data: string): void {
   let fd: number;
   try {
-    fd = fs.openSync(file, WRITE_FLAGS);
+    fd = openSync(file, WRITE_FLAGS);
   } catch (err) {
     throw fsError('write', file, err, data);
   }
   try {
-    fs.writeSync(fd, data);
+    writeSync(fd, data);
   } catch (err) {
     throw fsError('write', file, err, data);
   } finally {
-    fs.closeSync(fd);
+    closeSync(fd);
   }
 }
 
 /** Read a cgroup file as text. */
 export function readFile(file: string): string {
   try {
-    return fs.readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (err) {
     throw fsError('read', file, err);
   }
@@ -33,7 +42,7 @@ export function readFile(file: string): string {
 /** Read a cgroup file, or return `undefined` when it does not exist. */
 export function readFileIfExists(file: string): string | undefined {
   try {
-    return fs.readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (err) {
     if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENODEV') return undefined;
     throw fsError('read', file, err);
@@ -42,7 +51,7 @@ export function readFileIfExists(file: string): string | undefined {
 
 /** Whether a path exists. */
 export function exists(p: string): boolean {
-  return fs.existsSync(p);
+  return existsSync(p);
 }
 
 /** Parse a flat-keyed file such as `memory.events` or `cgroup.events` (`key value` lines). */
@@ -72,14 +81,14 @@ export function readKeyedNumber(file: string, key: string): number {
 export function cgroupTreeDeepestFirst(dir: string): string[] {
   const out: string[] = [];
   const walk = (d: string): void => {
-    let entries: fs.Dirent[];
+    let entries: Dirent[];
     try {
-      entries = fs.readdirSync(d, { withFileTypes: true });
+      entries = readdirSync(d, { withFileTypes: true });
     } catch (err) {
       if (errnoOf(err) === 'ENOENT') return;
       throw fsError('read', d, err);
     }
-    for (const e of entries) if (e.isDirectory()) walk(path.join(d, e.name));
+    for (const e of entries) if (e.isDirectory()) walk(join(d, e.name));
     out.push(d);
   };
   walk(dir);
@@ -90,7 +99,7 @@ export function cgroupTreeDeepestFirst(dir: string): string[] {
 export function procsRecursive(dir: string): number[] {
   const pids: number[] = [];
   for (const d of cgroupTreeDeepestFirst(dir)) {
-    const text = readFileIfExists(path.join(d, 'cgroup.procs'));
+    const text = readFileIfExists(join(d, 'cgroup.procs'));
     if (text === undefined) continue;
     for (const line of text.split('\n')) {
       const n = Number.parseInt(line, 10);

@@ -1,5 +1,5 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { readFileSync, statfsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { CgroupError, fsError } from './errors.js';
 
 /**
@@ -17,7 +17,7 @@ const CGROUP2_SUPER_MAGIC = 0x63677270;
 
 function isCgroup2(p: string): boolean {
   try {
-    return fs.statfsSync(p).type === CGROUP2_SUPER_MAGIC;
+    return statfsSync(p).type === CGROUP2_SUPER_MAGIC;
   } catch {
     return false;
   }
@@ -32,7 +32,7 @@ function isCgroup2(p: string): boolean {
  */
 export function detectLayout(root: string = DEFAULT_ROOT): CgroupLayout {
   try {
-    fs.statfsSync(root);
+    statfsSync(root);
   } catch (err) {
     const e = fsError('detect', root, err);
     throw new CgroupError(e.code, 'detect', `detect cgroup layout: cannot statfs ${root}: ${e.errno}`, {
@@ -42,7 +42,7 @@ export function detectLayout(root: string = DEFAULT_ROOT): CgroupLayout {
     });
   }
   if (isCgroup2(root)) return 'unified';
-  if (isCgroup2(path.join(root, 'unified'))) return 'hybrid';
+  if (isCgroup2(join(root, 'unified'))) return 'hybrid';
   return 'legacy';
 }
 
@@ -82,8 +82,8 @@ export function parseV1Mounts(mountinfo: string, root: string, known: ReadonlySe
     if (controllers.length === 0) continue;
     const key = [...controllers].sort().join(',');
     const prev = byKey.get(key);
-    const direct = path.dirname(mountpoint) === root.replace(/\/+$/, '');
-    if (prev === undefined || (direct && path.dirname(prev.mountpoint) !== root.replace(/\/+$/, ''))) {
+    const direct = dirname(mountpoint) === root.replace(/\/+$/, '');
+    if (prev === undefined || (direct && dirname(prev.mountpoint) !== root.replace(/\/+$/, ''))) {
       byKey.set(key, { mountpoint, mountRoot, controllers });
     }
   }
@@ -123,14 +123,14 @@ export function findV1Mounts(root: string = DEFAULT_ROOT): V1Mount[] {
   let mountinfo: string;
   let procCgroups: string;
   try {
-    mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+    mountinfo = readFileSync('/proc/self/mountinfo', 'utf8');
   } catch (err) {
     throw fsError('read', '/proc/self/mountinfo', err);
   }
   try {
-    procCgroups = fs.readFileSync('/proc/cgroups', 'utf8');
+    procCgroups = readFileSync('/proc/cgroups', 'utf8');
   } catch {
     procCgroups = '';
   }
-  return parseV1Mounts(mountinfo, path.resolve(root), knownV1Controllers(procCgroups));
+  return parseV1Mounts(mountinfo, resolve(root), knownV1Controllers(procCgroups));
 }

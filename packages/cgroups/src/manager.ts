@@ -1,5 +1,5 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { mkdirSync, rmdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { CgroupError, errnoOf, fsError } from './errors.js';
 import {
   type OomEvent,
@@ -124,11 +124,10 @@ export interface OpenCgroupOptions {
  */
 export function openCgroup(opts: OpenCgroupOptions): CgroupManager {
   const cgPath = checkCgroupPath(opts.path);
-  const root = path.resolve(opts.root ?? DEFAULT_ROOT);
+  const root = resolve(opts.root ?? DEFAULT_ROOT);
   const layout = detectLayout(root);
   const mounts = layout === 'unified' ? [] : findV1Mounts(root);
-  const unifiedMount =
-    layout === 'unified' ? root : layout === 'hybrid' ? path.join(root, 'unified') : undefined;
+  const unifiedMount = layout === 'unified' ? root : layout === 'hybrid' ? join(root, 'unified') : undefined;
   return new Manager(layout, cgPath, mounts, unifiedMount);
 }
 
@@ -163,7 +162,7 @@ class Manager implements CgroupManager {
   }
 
   private under(mountpoint: string): string {
-    return path.join(mountpoint, this.path);
+    return join(mountpoint, this.path);
   }
 
   dirs(): Record<string, string> {
@@ -188,7 +187,7 @@ class Manager implements CgroupManager {
     } catch (err) {
       for (const d of made.reverse()) {
         try {
-          fs.rmdirSync(d);
+          rmdirSync(d);
         } catch {
           // best effort: the original error matters more
         }
@@ -202,17 +201,17 @@ class Manager implements CgroupManager {
     for (const seg of this.path.split('/').filter((s) => s !== '')) {
       if (enable) enableControllers(cur);
       const parent = cur;
-      cur = path.join(cur, seg);
+      cur = join(cur, seg);
       try {
-        fs.mkdirSync(cur);
+        mkdirSync(cur);
         made.push(cur);
       } catch (err) {
         if (errnoOf(err) !== 'EEXIST') throw fsError('mkdir', cur, err);
       }
       if (cpuset) {
         for (const f of ['cpuset.cpus', 'cpuset.mems']) {
-          if (readFile(path.join(cur, f)).trim() === '') {
-            writeFile(path.join(cur, f), readFile(path.join(parent, f)).trim());
+          if (readFile(join(cur, f)).trim() === '') {
+            writeFile(join(cur, f), readFile(join(parent, f)).trim());
           }
         }
       }
@@ -223,7 +222,7 @@ class Manager implements CgroupManager {
     if (!Number.isSafeInteger(pid) || pid <= 0) {
       throw new CgroupError('Invalid', 'write', `addProcess: pid must be a positive integer, got ${pid}`);
     }
-    for (const dir of this.uniqueDirs()) writeFile(path.join(dir, 'cgroup.procs'), String(pid));
+    for (const dir of this.uniqueDirs()) writeFile(join(dir, 'cgroup.procs'), String(pid));
   }
 
   apply(r: LinuxResources): ApplyResult {
@@ -263,7 +262,7 @@ class Manager implements CgroupManager {
     let file: string;
     if (this.layout === 'unified') {
       const dir = this.unifiedDir ?? '';
-      file = path.join(dir, 'memory.events');
+      file = join(dir, 'memory.events');
       if (exists(dir) && !exists(file)) {
         throw new CgroupError(
           'Unsupported',
@@ -282,7 +281,7 @@ class Manager implements CgroupManager {
           'oom events requested but the memory controller is not mounted',
         );
       }
-      file = path.join(dir, 'memory.oom_control');
+      file = join(dir, 'memory.oom_control');
       src = oomSourceV1(dir);
     }
     const baseline = oomBaseline(src, file);
@@ -310,7 +309,7 @@ class Manager implements CgroupManager {
   }
 
   kill(signal: NodeJS.Signals | number = 'SIGKILL'): void {
-    const killFile = this.unifiedDir === undefined ? undefined : path.join(this.unifiedDir, 'cgroup.kill');
+    const killFile = this.unifiedDir === undefined ? undefined : join(this.unifiedDir, 'cgroup.kill');
     if (isSigkill(signal) && killFile !== undefined && exists(killFile)) {
       writeFile(killFile, '1');
       if (this.layout === 'unified') return;
@@ -346,12 +345,12 @@ class Manager implements CgroupManager {
     if (this.layout !== 'unified' && this.v1Dirs['freezer'] !== undefined) return 'v1';
     if (this.unifiedDir === undefined) return undefined;
     if (this.layout === 'unified') return 'v2';
-    return exists(path.join(this.unifiedDir, 'cgroup.freeze')) ? 'v2' : undefined;
+    return exists(join(this.unifiedDir, 'cgroup.freeze')) ? 'v2' : undefined;
   }
 
   private isFrozen(kind: 'v1' | 'v2'): boolean {
     if (kind === 'v1') return freezerStateV1(this.v1Dirs['freezer'] ?? '') !== 'THAWED';
-    return readFile(path.join(this.unifiedDir ?? '', 'cgroup.freeze')).trim() === '1';
+    return readFile(join(this.unifiedDir ?? '', 'cgroup.freeze')).trim() === '1';
   }
 
   private setFrozen(frozen: boolean): void {
@@ -383,7 +382,7 @@ class Manager implements CgroupManager {
   oomKillCount(): number {
     if (this.layout === 'unified') {
       const dir = this.unifiedDir ?? '';
-      const file = path.join(dir, 'memory.events');
+      const file = join(dir, 'memory.events');
       if (exists(dir) && !exists(file)) {
         throw new CgroupError(
           'Unsupported',
@@ -402,7 +401,7 @@ class Manager implements CgroupManager {
         'oom kill count requested but the memory controller is not mounted',
       );
     }
-    return readKeyedNumber(path.join(dir, 'memory.oom_control'), 'oom_kill');
+    return readKeyedNumber(join(dir, 'memory.oom_control'), 'oom_kill');
   }
 
   exists(): boolean {
@@ -460,7 +459,7 @@ class Manager implements CgroupManager {
     let delay = 2;
     for (;;) {
       try {
-        fs.rmdirSync(dir);
+        rmdirSync(dir);
         return;
       } catch (err) {
         const errno = errnoOf(err);

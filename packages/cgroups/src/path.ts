@@ -1,4 +1,4 @@
-import * as path from 'node:path';
+import { posix } from 'node:path';
 import { CgroupError } from './errors.js';
 
 /** The parent cgroup used for relative and absent `cgroupsPath` values. */
@@ -17,7 +17,7 @@ function checkChars(what: string, value: string): void {
 
 /** Lexically clean an absolute path; `..` cannot climb above `/` (like runc's CleanPath). */
 function clean(p: string): string {
-  return path.posix.normalize(`/${p}`).replace(/\/+$/, '') || '/';
+  return posix.normalize(`/${p}`).replace(/\/+$/, '') || '/';
 }
 
 /**

@@ -1,5 +1,5 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { CgroupError, fieldError, fieldName } from './errors.js';
 import { writeFile } from './fsutil.js';
 import type { ApplyResult } from './resources.js';
@@ -70,9 +70,9 @@ export function checkPlanFiles(plan: Plan): void {
   const missingDirs = new Set<string>();
   for (const s of plan.steps) {
     if (s.kind !== 'write') continue;
-    const file = path.join(s.dir, s.file);
-    if (fs.existsSync(file)) continue;
-    const dirMissing = missingDirs.has(s.dir) || !fs.existsSync(s.dir);
+    const file = join(s.dir, s.file);
+    if (existsSync(file)) continue;
+    const dirMissing = missingDirs.has(s.dir) || !existsSync(s.dir);
     if (dirMissing) missingDirs.add(s.dir);
     const why = dirMissing
       ? `the cgroup directory ${s.dir} does not exist (create() it first)`
@@ -101,7 +101,7 @@ export function runPlan(plan: Plan, result: ApplyResult): void {
   result.skipped.push(...plan.skipped);
   const deferred = new Map<string, { step: WriteStep; err: unknown }[]>();
   const doWrite = (s: WriteStep): void => {
-    const file = path.join(s.dir, s.file);
+    const file = join(s.dir, s.file);
     writeFile(file, s.data);
     const ignored = s.check?.(file);
     if (ignored === undefined) result.applied.push(`${s.file}=${s.data}`);

@@ -2,8 +2,8 @@
  * Statistics in one typed shape for cgroup v1 and v2, read the way runc's fs/fs2 drivers read them,
  * and their conversion to the JSON of `runc events --stats`.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { CgroupError } from './errors.js';
 import { parseKeyed, readFileIfExists } from './fsutil.js';
 
@@ -94,7 +94,7 @@ function num(file: string, text: string): number {
 
 /** A numeric file, or `undefined` when it does not exist. `max` → Infinity. */
 function readNum(dir: string, file: string): number | undefined {
-  const p = path.join(dir, file);
+  const p = join(dir, file);
   const text = readFileIfExists(p);
   return text === undefined ? undefined : num(p, text);
 }
@@ -106,7 +106,7 @@ function limitOf(n: number | undefined): number | null {
 }
 
 function keyedNumbers(dir: string, file: string): Record<string, number> | undefined {
-  const p = path.join(dir, file);
+  const p = join(dir, file);
   const text = readFileIfExists(p);
   if (text === undefined) return undefined;
   const out: Record<string, number> = {};
@@ -186,7 +186,7 @@ export function parseIoStatV2(text: string): NonNullable<CgroupStats['blkio']> {
 function hugePageSizes(dir: string, suffix: string): string[] {
   let names: string[];
   try {
-    names = fs.readdirSync(dir);
+    names = readdirSync(dir);
   } catch {
     return [];
   }
@@ -199,7 +199,7 @@ export function statsV1(dirs: Readonly<Record<string, string>>): CgroupStats {
   const s: CgroupStats = { version: 1, hugetlb: {} };
   const acct = dirs['cpuacct'];
   const cpu = dirs['cpu'];
-  if ((acct !== undefined && fs.existsSync(acct)) || (cpu !== undefined && fs.existsSync(cpu))) {
+  if ((acct !== undefined && existsSync(acct)) || (cpu !== undefined && existsSync(cpu))) {
     const usage = {
       total: 0,
       perCpu: [] as number[],
@@ -210,7 +210,7 @@ export function statsV1(dirs: Readonly<Record<string, string>>): CgroupStats {
     };
     if (acct !== undefined) {
       usage.total = readNum(acct, 'cpuacct.usage') ?? 0;
-      usage.perCpu = numberList(readFileIfExists(path.join(acct, 'cpuacct.usage_percpu')));
+      usage.perCpu = numberList(readFileIfExists(join(acct, 'cpuacct.usage_percpu')));
       const user = readNum(acct, 'cpuacct.usage_user');
       const sys = readNum(acct, 'cpuacct.usage_sys');
       if (user !== undefined && sys !== undefined) {
@@ -222,7 +222,7 @@ export function statsV1(dirs: Readonly<Record<string, string>>): CgroupStats {
         usage.user = (st['user'] ?? 0) * 1e7;
         usage.system = (st['system'] ?? 0) * 1e7;
       }
-      const all = readFileIfExists(path.join(acct, 'cpuacct.usage_all'));
+      const all = readFileIfExists(join(acct, 'cpuacct.usage_all'));
       for (const line of (all ?? '').split('\n').slice(1)) {
         const f = line.trim().split(/\s+/);
         if (f.length < 3) continue;
@@ -241,11 +241,11 @@ export function statsV1(dirs: Readonly<Record<string, string>>): CgroupStats {
     };
   }
   const cs = dirs['cpuset'];
-  if (cs !== undefined && fs.existsSync(cs)) {
+  if (cs !== undefined && existsSync(cs)) {
     const n = (f: string): number => readNum(cs, `cpuset.${f}`) ?? 0;
     s.cpuset = {
-      cpus: parseList(readFileIfExists(path.join(cs, 'cpuset.cpus')) ?? ''),
-      mems: parseList(readFileIfExists(path.join(cs, 'cpuset.mems')) ?? ''),
+      cpus: parseList(readFileIfExists(join(cs, 'cpuset.cpus')) ?? ''),
+      mems: parseList(readFileIfExists(join(cs, 'cpuset.mems')) ?? ''),
       cpuExclusive: n('cpu_exclusive'),
       memHardwall: n('mem_hardwall'),
       memExclusive: n('mem_exclusive'),
@@ -280,7 +280,7 @@ export function statsV1(dirs: Readonly<Record<string, string>>): CgroupStats {
     s.pids = { current, limit: limitOf(readNum(pids, 'pids.max')) };
   }
   const blkio = dirs['blkio'];
-  if (blkio !== undefined && fs.existsSync(blkio)) s.blkio = blkioV1(blkio);
+  if (blkio !== undefined && existsSync(blkio)) s.blkio = blkioV1(blkio);
   const huge = dirs['hugetlb'];
   if (huge !== undefined) {
     for (const size of hugePageSizes(huge, 'limit_in_bytes')) {
@@ -304,13 +304,13 @@ function blkioV1(dir: string): NonNullable<CgroupStats['blkio']> {
     ['blkio.throttle.io_serviced', 'blkio.throttle.io_service_bytes'],
   ];
   for (const [serviced, bytes] of groups) {
-    const first = readFileIfExists(path.join(dir, serviced));
+    const first = readFileIfExists(join(dir, serviced));
     if (first === undefined) continue;
     const ioServicedRecursive = parseBlkioV1(first);
     if (ioServicedRecursive.length === 0) continue;
     return {
       ioServicedRecursive,
-      ioServiceBytesRecursive: parseBlkioV1(readFileIfExists(path.join(dir, bytes)) ?? ''),
+      ioServiceBytesRecursive: parseBlkioV1(readFileIfExists(join(dir, bytes)) ?? ''),
     };
   }
   return { ioServiceBytesRecursive: [], ioServicedRecursive: [] };
@@ -366,7 +366,7 @@ export function statsV2(dir: string): CgroupStats {
   }
   const pids = readNum(dir, 'pids.current');
   if (pids !== undefined) s.pids = { current: pids, limit: limitOf(readNum(dir, 'pids.max')) };
-  const io = readFileIfExists(path.join(dir, 'io.stat'));
+  const io = readFileIfExists(join(dir, 'io.stat'));
   if (io !== undefined) s.blkio = parseIoStatV2(io);
   for (const size of hugePageSizes(dir, 'max')) {
     const p = `hugetlb.${size}`;

@@ -1,12 +1,12 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { existsSync, type Stats, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { fieldError } from './errors.js';
 import { readFileIfExists } from './fsutil.js';
 import { type Plan, write } from './plan.js';
 
 /** The controllers enabled for a cgroup v2 directory (its `cgroup.controllers`). */
 export function enabledControllers(dir: string): Set<string> {
-  const text = readFileIfExists(path.join(dir, 'cgroup.controllers')) ?? '';
+  const text = readFileIfExists(join(dir, 'cgroup.controllers')) ?? '';
   return new Set(text.trim().split(/\s+/).filter(Boolean));
 }
 
@@ -17,20 +17,20 @@ export function enabledControllers(dir: string): Set<string> {
  */
 export function planUnified(plan: Plan, dir: string, entries: readonly [string, string][]): void {
   const controllers = enabledControllers(dir);
-  const dirExists = fs.existsSync(dir);
+  const dirExists = existsSync(dir);
   for (const [key, value] of entries) {
     const field = `unified[${JSON.stringify(key)}]`;
     const ctrl = key.slice(0, key.indexOf('.'));
-    const file = path.join(dir, key);
+    const file = join(dir, key);
     if (dirExists && ctrl !== 'cgroup' && !controllers.has(ctrl)) {
       throw fieldError(
         field,
-        `the ${ctrl} controller is not enabled for ${dir} (not listed in ${path.join(dir, 'cgroup.controllers')}), so ${key} cannot be written`,
+        `the ${ctrl} controller is not enabled for ${dir} (not listed in ${join(dir, 'cgroup.controllers')}), so ${key} cannot be written`,
       );
     }
-    let st: fs.Stats | undefined;
+    let st: Stats | undefined;
     try {
-      st = fs.statSync(file);
+      st = statSync(file);
     } catch {
       st = undefined;
     }

@@ -1,4 +1,4 @@
-import * as path from 'node:path';
+import { join } from 'node:path';
 import { CgroupError, fieldError, invalidField } from './errors.js';
 import {
   cgroupTreeDeepestFirst,
@@ -152,17 +152,16 @@ export function planV1(dirs: V1Dirs, r: NormalizedResources, opts: PlanV1Options
   if (hugeDir !== undefined) {
     r.hugepageLimits.forEach((h, i) => {
       const file = `hugetlb.${h.pageSize}.limit_in_bytes`;
-      if (exists(hugeDir) && !exists(path.join(hugeDir, file))) {
+      if (exists(hugeDir) && !exists(join(hugeDir, file))) {
         throw fieldError(
           `hugepageLimits[${i}].pageSize`,
-          `this kernel has no ${h.pageSize} huge pages (no ${path.join(hugeDir, file)})`,
+          `this kernel has no ${h.pageSize} huge pages (no ${join(hugeDir, file)})`,
         );
       }
       write(plan, `hugepageLimits[${i}]`, hugeDir, file, String(h.limit));
       // OCI: "default to reservation limits if supported" (as runc does, both are set).
       const rsvd = `hugetlb.${h.pageSize}.rsvd.limit_in_bytes`;
-      if (exists(path.join(hugeDir, rsvd)))
-        write(plan, `hugepageLimits[${i}]`, hugeDir, rsvd, String(h.limit));
+      if (exists(join(hugeDir, rsvd))) write(plan, `hugepageLimits[${i}]`, hugeDir, rsvd, String(h.limit));
     });
   }
   if (clsDir !== undefined && r.network.classID !== undefined) {
@@ -199,10 +198,10 @@ function planUnifiedV1(plan: Plan, entries: [string, string][], unifiedDir: stri
     );
   }
   for (const [key] of entries) {
-    if (!exists(path.join(unifiedDir, key))) {
+    if (!exists(join(unifiedDir, key))) {
       throw fieldError(
         `unified[${JSON.stringify(key)}]`,
-        `unified keys are cgroup v2 files; on this hybrid host resources go to cgroup v1, and the cgroup v2 directory has no ${path.join(unifiedDir, key)} (its controllers are bound to v1)`,
+        `unified keys are cgroup v2 files; on this hybrid host resources go to cgroup v1, and the cgroup v2 directory has no ${join(unifiedDir, key)} (its controllers are bound to v1)`,
       );
     }
   }
@@ -213,24 +212,24 @@ function planUnifiedV1(plan: Plan, entries: [string, string][], unifiedDir: stri
 function planMemory(plan: Plan, dir: string, m: NormalizedResources['memory']): void {
   const LIMIT = 'memory.limit_in_bytes';
   const MEMSW = 'memory.memsw.limit_in_bytes';
-  const hasMemsw = exists(path.join(dir, MEMSW));
+  const hasMemsw = exists(join(dir, MEMSW));
   const dirExists = exists(dir);
   if (m.swap !== undefined && !hasMemsw && dirExists) {
     throw fieldError(
       'memory.swap',
-      `swap accounting is not enabled (no ${path.join(dir, MEMSW)}), so a memory+swap limit cannot be set`,
+      `swap accounting is not enabled (no ${join(dir, MEMSW)}), so a memory+swap limit cannot be set`,
     );
   }
   if (m.useHierarchy !== undefined) {
     const f = 'memory.use_hierarchy';
-    if (exists(path.join(dir, f)) || !dirExists)
+    if (exists(join(dir, f)) || !dirExists)
       write(plan, 'memory.useHierarchy', dir, f, m.useHierarchy ? '1' : '0');
     else skip(plan, 'memory.useHierarchy', `${f} does not exist on this kernel`);
   }
   if (m.checkBeforeUpdate === true && dirExists) {
-    checkBeforeUpdate(dir, 'memory.limit', m.limit, readBig(path.join(dir, 'memory.usage_in_bytes')), LIMIT);
+    checkBeforeUpdate(dir, 'memory.limit', m.limit, readBig(join(dir, 'memory.usage_in_bytes')), LIMIT);
     if (hasMemsw) {
-      const usage = readBig(path.join(dir, 'memory.memsw.usage_in_bytes'));
+      const usage = readBig(join(dir, 'memory.memsw.usage_in_bytes'));
       checkBeforeUpdate(dir, 'memory.swap', m.swap, usage, MEMSW);
     }
   }
@@ -242,7 +241,7 @@ function planMemory(plan: Plan, dir: string, m: NormalizedResources['memory']): 
   if (limit !== undefined && swap !== undefined) {
     // The kernel requires limit <= memsw at every moment. If the new limit exceeds the current
     // memsw, raise memsw first (the new swap is >= the new limit, so both writes are valid).
-    const curMemsw = dirExists ? readBig(path.join(dir, MEMSW)) : 0n;
+    const curMemsw = dirExists ? readBig(join(dir, MEMSW)) : 0n;
     if (big(limit) > curMemsw) {
       write(plan, 'memory.swap', dir, MEMSW, String(swap));
       write(plan, 'memory.limit', dir, LIMIT, String(limit));
@@ -252,7 +251,7 @@ function planMemory(plan: Plan, dir: string, m: NormalizedResources['memory']): 
     }
   } else if (limit !== undefined) {
     if (hasMemsw) {
-      const curMemsw = readBig(path.join(dir, MEMSW));
+      const curMemsw = readBig(join(dir, MEMSW));
       if (big(limit) > curMemsw) {
         throw invalidField(
           'memory.limit',
@@ -263,7 +262,7 @@ function planMemory(plan: Plan, dir: string, m: NormalizedResources['memory']): 
     }
     write(plan, 'memory.limit', dir, LIMIT, String(limit));
   } else if (swap !== undefined) {
-    const curLimit = dirExists ? readBig(path.join(dir, LIMIT)) : 0n;
+    const curLimit = dirExists ? readBig(join(dir, LIMIT)) : 0n;
     if (big(swap) < curLimit) {
       throw invalidField(
         'memory.swap',
@@ -283,7 +282,7 @@ function planMemory(plan: Plan, dir: string, m: NormalizedResources['memory']): 
   }
   if (m.kernel !== undefined) {
     const f = 'memory.kmem.limit_in_bytes';
-    if (exists(path.join(dir, f)) || !dirExists) {
+    if (exists(join(dir, f)) || !dirExists) {
       write(plan, 'memory.kernel', dir, f, String(m.kernel), {
         check: (file) =>
           m.kernel !== -1 && readBig(file) >= V1_UNLIMITED
@@ -300,7 +299,7 @@ function planMemory(plan: Plan, dir: string, m: NormalizedResources['memory']): 
   }
   if (m.kernelTCP !== undefined) {
     const f = 'memory.kmem.tcp.limit_in_bytes';
-    if (exists(path.join(dir, f)) || !dirExists) write(plan, 'memory.kernelTCP', dir, f, String(m.kernelTCP));
+    if (exists(join(dir, f)) || !dirExists) write(plan, 'memory.kernelTCP', dir, f, String(m.kernelTCP));
     else skip(plan, 'memory.kernelTCP', `${f} does not exist on this kernel (deprecated in OCI)`);
   }
 }
@@ -327,7 +326,7 @@ function planCpu(plan: Plan, dir: string, c: NormalizedResources['cpu']): void {
   // The kernel refuses a weight for an idle group: leave idle first, or enter it last.
   const idle = (): void => {
     if (c.idle === undefined) return;
-    if (exists(path.join(dir, 'cpu.idle')) || !exists(dir))
+    if (exists(join(dir, 'cpu.idle')) || !exists(dir))
       write(plan, 'cpu.idle', dir, 'cpu.idle', String(c.idle));
     else skip(plan, 'cpu.idle', 'cpu.idle does not exist on this kernel (needs Linux 5.15)');
   };
@@ -357,7 +356,7 @@ function planCpu(plan: Plan, dir: string, c: NormalizedResources['cpu']): void {
   if (c.period !== undefined)
     write(plan, 'cpu.period', dir, 'cpu.cfs_period_us', String(c.period), afterQuota);
   if (c.burst !== undefined) {
-    if (exists(path.join(dir, 'cpu.cfs_burst_us')) || !exists(dir)) {
+    if (exists(join(dir, 'cpu.cfs_burst_us')) || !exists(dir)) {
       write(plan, 'cpu.burst', dir, 'cpu.cfs_burst_us', String(c.burst), afterQuota);
     } else {
       skip(plan, 'cpu.burst', 'cpu.cfs_burst_us does not exist on this kernel (needs Linux 5.14)');
@@ -399,7 +398,7 @@ const THROTTLE_FILES_V1: Record<ThrottleField, string> = {
 const CFQ_ONLY = 'leaf weights exist only with the CFQ I/O scheduler, removed in Linux 5.0';
 
 function planBlkio(plan: Plan, dir: string, b: NormalizedResources['blockIO']): void {
-  const has = (f: string): boolean => exists(path.join(dir, f));
+  const has = (f: string): boolean => exists(join(dir, f));
   const dirExists = exists(dir);
   // CFQ's blkio.weight, else BFQ's blkio.bfq.weight (as runc chooses).
   const [weightFile, weightDeviceFile] = has('blkio.weight')
@@ -448,7 +447,7 @@ export function applyV1(
 
 /** Read `freezer.state` (`THAWED`, `FREEZING` or `FROZEN`). */
 export function freezerStateV1(dir: string): string {
-  return readFile(path.join(dir, 'freezer.state')).trim();
+  return readFile(join(dir, 'freezer.state')).trim();
 }
 
 /**
@@ -458,7 +457,7 @@ export function freezerStateV1(dir: string): string {
  * cgroup left FREEZING is stuck half-way; stuck in FREEZING throws `Busy`.
  */
 export function freezeV1(dir: string): void {
-  const file = path.join(dir, 'freezer.state');
+  const file = join(dir, 'freezer.state');
   try {
     for (let i = 0; i < 1000; i++) {
       if (i % 50 === 49) {
@@ -499,7 +498,7 @@ export function freezeV1(dir: string): void {
 
 /** Thaw a v1 freezer cgroup. */
 export function thawV1(dir: string): void {
-  writeFile(path.join(dir, 'freezer.state'), 'THAWED');
+  writeFile(join(dir, 'freezer.state'), 'THAWED');
 }
 
 /**
@@ -509,7 +508,7 @@ export function thawV1(dir: string): void {
  */
 export function thawTreeV1(dir: string): void {
   for (const d of cgroupTreeDeepestFirst(dir).reverse()) {
-    const state = readFileIfExists(path.join(d, 'freezer.state'))?.trim();
+    const state = readFileIfExists(join(d, 'freezer.state'))?.trim();
     if (state !== undefined && state !== 'THAWED') thawV1(d);
   }
 }

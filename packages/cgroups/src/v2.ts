@@ -1,4 +1,4 @@
-import * as path from 'node:path';
+import { dirname, join } from 'node:path';
 import { applyDeviceRules, deviceFilterProgram } from './ebpf.js';
 import { CgroupError, fieldError, invalidField } from './errors.js';
 import { exists, parseKeyed, readFile, readFileIfExists, sleepSync, writeFile } from './fsutil.js';
@@ -136,7 +136,7 @@ export function planV2(dir: string, r: NormalizedResources): Plan {
   }
   const dirExists = exists(dir);
   if (wants.length > 0) {
-    const controllersFile = path.join(dir, 'cgroup.controllers');
+    const controllersFile = join(dir, 'cgroup.controllers');
     const enabled = new Set(readFile(controllersFile).trim().split(/\s+/));
     for (const [ctrl, field, file] of wants) {
       if (!enabled.has(ctrl)) {
@@ -156,15 +156,15 @@ export function planV2(dir: string, r: NormalizedResources): Plan {
   planIo(plan, dir, b, throttles);
   r.hugepageLimits.forEach((h, i) => {
     const file = `hugetlb.${h.pageSize}.max`;
-    if (dirExists && !exists(path.join(dir, file))) {
+    if (dirExists && !exists(join(dir, file))) {
       throw fieldError(
         `hugepageLimits[${i}].pageSize`,
-        `this kernel has no ${h.pageSize} huge pages (no ${path.join(dir, file)})`,
+        `this kernel has no ${h.pageSize} huge pages (no ${join(dir, file)})`,
       );
     }
     write(plan, `hugepageLimits[${i}]`, dir, file, max(h.limit));
     const rsvd = `hugetlb.${h.pageSize}.rsvd.max`;
-    if (exists(path.join(dir, rsvd))) write(plan, `hugepageLimits[${i}]`, dir, rsvd, max(h.limit));
+    if (exists(join(dir, rsvd))) write(plan, `hugepageLimits[${i}]`, dir, rsvd, max(h.limit));
   });
   if (r.network.classID !== undefined) {
     skip(
@@ -194,21 +194,21 @@ export function planV2(dir: string, r: NormalizedResources): Plan {
 
 function planMemory(plan: Plan, dir: string, m: NormalizedResources['memory'], dirExists: boolean): void {
   if (m.checkBeforeUpdate === true && dirExists && (m.limit !== undefined || m.swap !== undefined)) {
-    const usage = BigInt(readFile(path.join(dir, 'memory.current')).trim());
+    const usage = BigInt(readFile(join(dir, 'memory.current')).trim());
     checkBeforeUpdate(dir, 'memory.limit', m.limit, usage, 'memory.max');
-    const swapUsage = BigInt((readFileIfExists(path.join(dir, 'memory.swap.current')) ?? '0').trim());
+    const swapUsage = BigInt((readFileIfExists(join(dir, 'memory.swap.current')) ?? '0').trim());
     checkBeforeUpdate(dir, 'memory.swap', m.swap, usage + swapUsage, 'memory.swap.max');
   }
-  const hasSwapMax = exists(path.join(dir, 'memory.swap.max'));
+  const hasSwapMax = exists(join(dir, 'memory.swap.max'));
   const currentMax =
     m.swap !== undefined && m.limit === undefined
-      ? readFileIfExists(path.join(dir, 'memory.max'))?.trim()
+      ? readFileIfExists(join(dir, 'memory.max'))?.trim()
       : undefined;
   const swapMax = swapMaxV2(m.swap, m.limit, currentMax);
   if (swapMax !== undefined && m.swap !== undefined && !hasSwapMax && dirExists) {
     throw fieldError(
       'memory.swap',
-      `swap accounting is not enabled (no ${path.join(dir, 'memory.swap.max')}), so a memory+swap limit cannot be set`,
+      `swap accounting is not enabled (no ${join(dir, 'memory.swap.max')}), so a memory+swap limit cannot be set`,
     );
   }
   if (swapMax !== undefined && (hasSwapMax || m.swap !== undefined)) {
@@ -235,7 +235,7 @@ function planCpu(plan: Plan, dir: string, c: NormalizedResources['cpu']): void {
   if (c.idle === 0) write(plan, 'cpu.idle', dir, 'cpu.idle', '0');
   if (c.shares !== undefined) write(plan, 'cpu.shares', dir, 'cpu.weight', String(sharesToWeight(c.shares)));
   if (c.burst !== undefined) {
-    if (exists(path.join(dir, 'cpu.max.burst')) || !exists(dir)) {
+    if (exists(join(dir, 'cpu.max.burst')) || !exists(dir)) {
       const afterMax = c.quota === undefined ? {} : { retryAfter: 'cpu.max' };
       write(plan, 'cpu.burst', dir, 'cpu.max.burst', String(c.burst), afterMax);
     } else {
@@ -260,8 +260,8 @@ function planIo(
   b: NormalizedResources['blockIO'],
   throttles: { line: string; field: string }[],
 ): void {
-  const bfq = exists(path.join(dir, 'io.bfq.weight'));
-  const ioWeight = exists(path.join(dir, 'io.weight'));
+  const bfq = exists(join(dir, 'io.bfq.weight'));
+  const ioWeight = exists(join(dir, 'io.weight'));
   const needsWeight = b.weight !== undefined || b.weightDevice.some((d) => d.weight !== undefined);
   if (needsWeight && exists(dir) && !bfq && !ioWeight) {
     throw fieldError(
@@ -283,7 +283,7 @@ function planIo(
   }
   if (b.leafWeight !== undefined) skip(plan, 'blockIO.leafWeight', LEAF_WEIGHT);
   // Per-device BFQ weights need Linux 5.4: older kernels show a single number in io.bfq.weight.
-  const bfqPerDevice = bfq && !/^\s*\d+\s*$/.test(readFileIfExists(path.join(dir, 'io.bfq.weight')) ?? '');
+  const bfqPerDevice = bfq && !/^\s*\d+\s*$/.test(readFileIfExists(join(dir, 'io.bfq.weight')) ?? '');
   b.weightDevice.forEach((d, i) => {
     const f = `blockIO.weightDevice[${i}]`;
     const dev = `${d.major}:${d.minor}`;
@@ -312,19 +312,19 @@ export function applyV2(dir: string, r: NormalizedResources, result: ApplyResult
 function cpuMax(dir: string, quota: number | undefined, period: number | undefined): string {
   let q: string;
   if (quota !== undefined) q = max(quota);
-  else q = (readFileIfExists(path.join(dir, 'cpu.max')) ?? 'max').trim().split(/\s+/)[0] ?? 'max';
+  else q = (readFileIfExists(join(dir, 'cpu.max')) ?? 'max').trim().split(/\s+/)[0] ?? 'max';
   return period === undefined ? q : `${q} ${period}`;
 }
 
 /** Whether `cgroup.events` says `frozen 1`. */
 export function isFrozenV2(dir: string): boolean {
-  return parseKeyed(readFile(path.join(dir, 'cgroup.events'))).get('frozen') === '1';
+  return parseKeyed(readFile(join(dir, 'cgroup.events'))).get('frozen') === '1';
 }
 
 /** `frozen` (cgroup.events says so), `freezing` (requested, not reached yet) or `thawed`. */
 export function freezerStateV2(dir: string): 'frozen' | 'freezing' | 'thawed' {
   if (isFrozenV2(dir)) return 'frozen';
-  return readFileIfExists(path.join(dir, 'cgroup.freeze'))?.trim() === '1' ? 'freezing' : 'thawed';
+  return readFileIfExists(join(dir, 'cgroup.freeze'))?.trim() === '1' ? 'freezing' : 'thawed';
 }
 
 /**
@@ -333,7 +333,7 @@ export function freezerStateV2(dir: string): 'frozen' | 'freezing' | 'thawed' {
  */
 export function setFrozenV2(dir: string, frozen: boolean, timeoutMs = 10_000): void {
   const want = frozen ? '1' : '0';
-  const file = path.join(dir, 'cgroup.freeze');
+  const file = join(dir, 'cgroup.freeze');
   writeFile(file, want);
   const deadline = Date.now() + timeoutMs;
   let delay = 1;
@@ -352,7 +352,7 @@ export function setFrozenV2(dir: string, frozen: boolean, timeoutMs = 10_000): v
       throw new CgroupError(
         'Busy',
         'write',
-        `write "${want}" to ${file}: ${path.join(dir, 'cgroup.events')} did not report "frozen ${want}" within ${timeoutMs} ms${frozen ? '; thawed again' : ''}`,
+        `write "${want}" to ${file}: ${join(dir, 'cgroup.events')} did not report "frozen ${want}" within ${timeoutMs} ms${frozen ? '; thawed again' : ''}`,
         { path: file, data: want, errno: 'ETIMEDOUT' },
       );
     }
@@ -362,8 +362,8 @@ export function setFrozenV2(dir: string, frozen: boolean, timeoutMs = 10_000): v
 }
 
 function parentFrozen(dir: string): boolean {
-  const parent = path.dirname(dir);
-  const events = readFileIfExists(path.join(parent, 'cgroup.events'));
+  const parent = dirname(dir);
+  const events = readFileIfExists(join(parent, 'cgroup.events'));
   return events !== undefined && parseKeyed(events).get('frozen') === '1';
 }
 
@@ -375,7 +375,7 @@ function parentFrozen(dir: string): boolean {
 export function enableControllers(parent: string): void {
   const available = [...enabledControllers(parent)];
   const enabled = new Set(
-    (readFileIfExists(path.join(parent, 'cgroup.subtree_control')) ?? '').trim().split(/\s+/),
+    (readFileIfExists(join(parent, 'cgroup.subtree_control')) ?? '').trim().split(/\s+/),
   );
   const missing = available.filter((c) => c !== '' && !enabled.has(c));
   if (missing.length === 0) return;
@@ -383,9 +383,9 @@ export function enableControllers(parent: string): void {
   // that holds processes makes its children "domain invalid" (some controllers,
   // e.g. cpuset, cpu, pids, are accepted anyway). Leave such a parent alone; the
   // child then works without those controllers and apply() names what is missing.
-  const isRoot = readFileIfExists(path.join(parent, 'cgroup.type')) === undefined;
-  if (!isRoot && (readFileIfExists(path.join(parent, 'cgroup.procs')) ?? '').trim() !== '') return;
-  const file = path.join(parent, 'cgroup.subtree_control');
+  const isRoot = readFileIfExists(join(parent, 'cgroup.type')) === undefined;
+  if (!isRoot && (readFileIfExists(join(parent, 'cgroup.procs')) ?? '').trim() !== '') return;
+  const file = join(parent, 'cgroup.subtree_control');
   try {
     writeFile(file, missing.map((c) => `+${c}`).join(' '));
   } catch {

@@ -6,7 +6,7 @@
  * Unknown fields are kept (documents are content-addressed: what we do not understand we
  * must not drop when we store or push them again).
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { type Digest, parseDigest } from './digest.js';
 import { ImageError } from './errors.js';
 import { isIndexMediaType, isManifestMediaType, isSchema1MediaType, MediaType } from './media.js';

@@ -11,7 +11,7 @@
  * Error messages are produced by the error map in `issues.ts`; checks that
  * need a specific wording carry their own message here.
  */
-import { z } from 'zod/mini';
+import * as z from 'zod/mini';
 import { integer, loose, showValue as show } from './schema-helpers.js';
 
 // ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
  * Turning zod issues into short, single-line {@link ConfigIssue}s.
  * Internal to the spec module.
  */
-import type { z } from 'zod/mini';
+import type * as z from 'zod/mini';
 import { type ConfigIssue, formatPath } from './errors.js';
 import { jsonType, showValue as show } from './schema-helpers.js';
 

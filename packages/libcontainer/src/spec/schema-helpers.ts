@@ -1,7 +1,7 @@
 /**
  * Small building blocks for the zod schemas of this module. Internal.
  */
-import { z } from 'zod/mini';
+import * as z from 'zod/mini';
 
 /** The JSON type of a value, as used in `got <type>`. */
 export function jsonType(value: unknown): string {

@@ -1,4 +1,4 @@
-import { z } from 'zod/mini';
+import * as z from 'zod/mini';
 import { ociVersionSchema } from './config.js';
 import { ConfigError } from './errors.js';
 import { PARSE_OPTIONS, toConfigIssues } from './issues.js';
