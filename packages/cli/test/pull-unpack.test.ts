@@ -349,6 +349,55 @@ describe.skipIf(skip !== undefined)('pull and unpack together', () => {
     expect(leftovers(root)).toEqual([]);
   });
 
+  test('a streamed layer of 8 MiB or more inflates on a thread: whole; a wrong byte fails it; a cut resumes', async () => {
+    const big = layer('big', 90, 100_000); // ~9 MB of blob
+    const img = await makeImage(src, `${reg.host}/pu/big:1`, [big, mid]);
+    const first = img.layers[0] as Descriptor;
+    expect(first.size).toBeGreaterThanOrEqual(8 << 20);
+    const check = (root: string) => {
+      for (const f of [big.files[0], big.files[89]] as { name: string; data: Buffer }[])
+        expect(
+          fs.readFileSync(
+            path.join(root, 'layers', 'overlay', 'layers', img.chains[0]!.slice(7), 'diff', f.name),
+          ),
+        ).toEqual(f.data);
+    };
+    // whole, and again with the connection cut halfway (Range resume, the stream goes on)
+    for (const cut of [undefined, Math.floor(first.size / 2)]) {
+      proxy.reset();
+      proxy.fault = (d, n) => (cut !== undefined && d === first.digest && n === 1 ? { cut } : undefined);
+      const root = roots();
+      const { store, layers } = await open(root);
+      const r = await pullAndUnpack(store, layers, parseReference(`${proxy.host}/pu/big:1`), FAST);
+      proxy.fault = () => undefined;
+      expect(r.streamed?.index).toBe(0);
+      expect(r.streamed?.result.unpacked).toBe(true);
+      expect(r.layers.map((l) => l.chainID)).toEqual(img.chains);
+      if (cut !== undefined) expect(proxy.ranges.filter((x) => x.digest === first.digest)).toHaveLength(2);
+      check(root);
+      expect(leftovers(root)).toEqual([]);
+    }
+    // a flipped byte at 70 %: DigestMismatch, nothing stored, named or unpacked
+    proxy.fault = (d) => (d === first.digest ? { flip: Math.floor(first.size * 0.7) } : undefined);
+    const root = roots();
+    const { store, layers } = await open(root);
+    let extractedBytes = 0;
+    const e = await pullAndUnpack(store, layers, parseReference(`${proxy.host}/pu/big:1`), {
+      ...FAST,
+      onExtract: (l, bytes) => {
+        if (l.digest === first.digest) extractedBytes = bytes;
+      },
+    }).catch((x: unknown) => x);
+    proxy.fault = () => undefined;
+    expect(isImageError(e) && e.code).toBe('DigestMismatch');
+    expect(extractedBytes).toBeGreaterThan(0);
+    expect(await store.has(first.digest)).toBe(false);
+    expect(await store.listRefs()).toEqual([]);
+    expect(stored(root)).toEqual([]);
+    expect(leftovers(root)).toEqual([]);
+    expect(fs.readdirSync(path.join(root, 'content', 'ingest'))).toEqual([]);
+  });
+
   test('an abort mid-stream leaves no layer and no name; the next pull resumes the partial and unpacks from the store', async () => {
     const img = await makeImage(src, `${reg.host}/pu/i:1`, [base, mid, top]);
     const first = img.layers[0] as Descriptor;

@@ -9,8 +9,10 @@
  * Names with a `..` component are refused; a leading `/` is dropped (as Docker and containerd do).
  *
  * The filesystem work is synchronous on purpose: a layer has tens of thousands of small files and
- * a promise per syscall costs more than the syscall. gzip is inflated on the same thread into one
- * reused buffer ({@link InPlaceGunzip}); zstd runs on libuv's pool. Blob reads are asynchronous.
+ * a promise per syscall costs more than the syscall. gzip blobs of 8 MiB or more (files, or streams
+ * by their descriptor's size) are read, hashed and inflated on a thread of their own (`inflate.ts`);
+ * smaller ones on this thread into one reused buffer ({@link InPlaceGunzip}); zstd runs on libuv's
+ * pool. Blob reads are asynchronous.
  */
 
 import { createHash, type Hash } from 'node:crypto';
@@ -100,9 +102,10 @@ export interface UnpackLayerOptions {
    */
   existing?: boolean;
   /**
-   * Read, verify and inflate a gzip blob file on a thread of its own, so that it overlaps the
-   * parsing and file creation: `auto` (default) for blobs of 8 MiB or more, `always`, `never`
-   * (all on the calling thread).
+   * Read, verify and inflate a gzip blob on a thread of its own, so that it overlaps the parsing
+   * and file creation: `auto` (default) for blobs of 8 MiB or more (a stream: by its descriptor's
+   * `size`), `always`, `never` (all on the calling thread). A stream's bytes are copied to the
+   * thread as they arrive.
    */
   inflateThread?: 'auto' | 'always' | 'never';
   /**
@@ -1081,15 +1084,22 @@ async function viaStream(
   };
 }
 
-/** A gzip blob file: read, verified and inflated on a worker thread while this thread parses and writes. */
-async function viaInflateWorker(path: string, parser: TarParser, opts: UnpackLayerOptions): Promise<Sums> {
+/**
+ * A gzip blob (a file, or a stream copied to the worker as it comes): read, verified and inflated
+ * on a worker thread while this thread parses and writes.
+ */
+async function viaInflateWorker(
+  blob: string | Readable,
+  parser: TarParser,
+  opts: UnpackLayerOptions,
+): Promise<Sums> {
   const errors = new EntryErrors(opts.digest !== undefined);
   let reported = 0;
   const size = opts.digest !== undefined ? opts.size : undefined;
   let r: InflateResult;
   try {
     r = await inflateInWorker(
-      path,
+      blob,
       {
         algorithm: opts.digest ? algorithmOf(opts.digest) : 'sha256',
         ...(size !== undefined ? { size } : {}),
@@ -1104,6 +1114,8 @@ async function viaInflateWorker(path: string, parser: TarParser, opts: UnpackLay
       },
     );
   } catch (e) {
+    // a stream is done with (as a pipeline would destroy it)
+    if (typeof blob !== 'string') blob.destroy();
     if (isUnionfsError(e) && e.code === 'SizeMismatch')
       throw new UnionfsError('SizeMismatch', `layer ${opts.digest}: ${e.message}`);
     throw e;
@@ -1162,11 +1174,11 @@ export async function unpackLayer(
     ex = extractor;
     const parser = new TarParser(extractor);
     const sums =
-      typeof blob === 'string' &&
       opts.compression === 'gzip' &&
       opts.inflateThread !== 'never' &&
       inPlaceGunzipWorks() &&
-      (opts.inflateThread === 'always' || blobSize(blob) >= INFLATE_THREAD_MIN)
+      (opts.inflateThread === 'always' ||
+        (typeof blob === 'string' ? blobSize(blob) : (opts.size ?? 0)) >= INFLATE_THREAD_MIN)
         ? await viaInflateWorker(blob, parser, opts)
         : await viaStream(blob, parser, opts);
     if (typeof opts.lowers === 'function') extractor.fixup(await opts.lowers());

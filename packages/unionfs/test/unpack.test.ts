@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
   existsSync,
   lstatSync,
@@ -264,6 +265,100 @@ add('gnu/big', data=b'b', uid=10000000, gid=10000001)
       expect(existsSync(d3)).toBe(false);
     },
   );
+
+  /** `blob` as a stream of pieces of varied sizes (a few bytes to 2.5 MiB), optionally failing at `failAt`. */
+  function pieces(blob: Buffer, failAt?: number): Readable {
+    const sizes = [1, 70_000, 1 << 20, 5, (5 << 19) + 3, 300_000];
+    const out: Buffer[] = [];
+    for (let i = 0, k = 0; i < blob.length; k++) {
+      const n = sizes[k % sizes.length] as number;
+      out.push(blob.subarray(i, i + n));
+      i += n;
+    }
+    if (failAt === undefined) return Readable.from(out);
+    return new Readable({
+      read() {
+        let sent = 0;
+        for (const b of out) {
+          if (sent + b.length > failAt) break;
+          this.push(b);
+          sent += b.length;
+        }
+        this.destroy(Object.assign(new Error('the download failed'), { code: 'ECONNRESET' }));
+      },
+    });
+  }
+
+  it('a gzip stream on the inflate thread: the same layer as from the file; sizes, digests, corruption, a failing stream, an abort', async () => {
+    // ~9 MB of tar: many small files and big ones that do not compress, so the blob spans input slots
+    const members: Parameters<typeof buildTar>[0] = [];
+    for (let i = 0; i < 300; i++) members.push({ path: `d${i % 7}/f${i}`, data: `file ${i} `.repeat(i + 1) });
+    const rnd = randomBytes(4_500_000);
+    members.push({ path: 'big1', data: rnd }, { path: 'big2', data: Buffer.concat([rnd, rnd.subarray(7)]) });
+    const tar = buildTar(members);
+    const blob = gz(tar);
+    expect(blob.length).toBeGreaterThan(8 << 20);
+    const p = writeBlob(work, 'stream-src.tgz', blob);
+    const base = {
+      compression: 'gzip',
+      whiteouts: 'overlay',
+      digest: sha256(blob),
+      size: blob.length,
+    } as const;
+    const fromFile = await unpackLayer(fresh(), p, { ...base, inflateThread: 'always' });
+    const d1 = fresh();
+    const viaThread = await unpackLayer(d1, pieces(blob), {
+      ...base,
+      diffID: sha256(tar),
+      inflateThread: 'always',
+    });
+    expect(viaThread).toEqual(fromFile);
+    expect(readFileSync(join(d1, 'big2')).equals(Buffer.concat([rnd, rnd.subarray(7)]))).toBe(true);
+    // 'auto' takes the thread for a stream whose descriptor says 8 MiB or more, and is the same
+    const auto = await unpackLayer(fresh(), pieces(blob), { ...base, inflateThread: 'auto' });
+    expect(auto).toEqual(fromFile);
+    for (const [opts, code] of [
+      [{ size: blob.length - 1 }, 'SizeMismatch'],
+      [{ size: blob.length + 1 }, 'SizeMismatch'],
+      [{ digest: sha256(Buffer.from('other')) }, 'DigestMismatch'],
+      [{ diffID: sha256(Buffer.from('other')) }, 'DigestMismatch'],
+    ] as const) {
+      const dir = fresh();
+      await expect(
+        unpackLayer(dir, pieces(blob), { ...base, ...opts, inflateThread: 'always' }),
+      ).rejects.toMatchObject({ code });
+      expect(existsSync(dir)).toBe(false);
+    }
+    const corrupt = Buffer.from(blob);
+    corrupt.fill(0x55, 4000, 4100);
+    // corrupt: the inflate error, or DigestMismatch when inflating got to the end, on either thread
+    // (a file would be re-hashed after an inflate error; a stream cannot be read again)
+    for (const inflateThread of ['always', 'never'] as const) {
+      const dc = fresh();
+      await expect(unpackLayer(dc, pieces(corrupt), { ...base, inflateThread })).rejects.toMatchObject({
+        code: expect.stringMatching(/^(InvalidTar|DigestMismatch)$/),
+      });
+      expect(existsSync(dc)).toBe(false);
+    }
+    // a stream that fails (the download broke): its error, nothing left, the stream destroyed
+    const df = fresh();
+    const failing = pieces(blob, 2_000_000);
+    await expect(unpackLayer(df, failing, { ...base, inflateThread: 'always' })).rejects.toThrow(
+      /the download failed/,
+    );
+    expect(existsSync(df)).toBe(false);
+    expect(failing.destroyed).toBe(true);
+    // aborted while the stream waits for more bytes
+    const ac = new AbortController();
+    const da = fresh();
+    const stalled = new Readable({ read() {} });
+    stalled.push(blob.subarray(0, 1_500_000));
+    const pending = unpackLayer(da, stalled, { ...base, inflateThread: 'always', signal: ac.signal });
+    setTimeout(() => ac.abort(), 100);
+    await expect(pending).rejects.toThrow();
+    expect(existsSync(da)).toBe(false);
+    expect(stalled.destroyed).toBe(true);
+  });
 
   it('refuses sparse files and truncated archives clearly', async () => {
     const tarPath = join(work, 'sparse.tar');
