@@ -3,9 +3,20 @@
 // docker-registry on 127.0.0.1, with a realistic 3-layer ~60 MB image (bench/lib/usr-image.mjs).
 // Interleaved rounds, medians, ratio. Needs root (umoci as root; overlay whiteouts).
 //
-//   node bench/pull-run.mjs [--runs N]
+//   node bench/pull-run.mjs [--runs N] [--rm-each] [--base OTHER_NSINIT]
+//
+// `--base` adds a subject: another build of nsinit (e.g. of an older commit, built in a copy of
+// the repository) pulling the same way, for A/B comparisons in the same rounds.
+//
+// Outputs are kept until the end by default (~330 MB per sample), and every sample is followed
+// by an untimed `sync`, as in bench/unpack.mjs: on ext4 without a journal (this VM's disk) the
+// kernel skips every recently deleted inode when it allocates one (recently_deleted(): 5 s, or
+// 5 min while the inode table block is dirty), so a sample right after the deletion of the
+// previous sample's 7500 files pays 2-3 s of kernel CPU for it in file creation (whoever it is:
+// nsinit, umoci); and without the sync our syncfs/fsync would flush what umoci left dirty.
+// `--rm-each` deletes each sample's output right after it (the old way).
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +27,8 @@ const REPO = join(fileURLToPath(import.meta.url), '../..');
 const NSINIT = join(REPO, 'packages/cli/dist/nsinit');
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] || process.env.BENCH_RUNS || 5) || 5;
+const rmEach = args.includes('--rm-each');
+const base = args.includes('--base') ? args[args.indexOf('--base') + 1] : undefined;
 if (process.getuid() !== 0) {
   console.error('bench/pull-run.mjs: run as root');
   process.exit(2);
@@ -28,9 +41,21 @@ for (const tool of ['umoci', 'skopeo', 'docker-registry']) {
 }
 const image = await import(pathToFileURL(join(REPO, 'packages/image/dist/index.js')).href);
 const work = mkdtempSync('/var/tmp/tsc-bench-pull-run-');
+if (!rmEach) {
+  const fs = statfsSync(work);
+  const need = (runs + 1) * (base ? 4 : 3) * 340e6;
+  if (fs.bavail * fs.bsize < need + 2e9) {
+    rmSync(work, { recursive: true, force: true });
+    console.error(
+      `bench/pull-run.mjs: keeping every output needs ~${Math.round(need / 1e6)} MB in /var/tmp; use --rm-each or fewer --runs`,
+    );
+    process.exit(2);
+  }
+}
 let registry;
 const cleanup = () => {
   registry?.kill('SIGTERM');
+  spawnSync('sh', ['-c', `umount -R ${work}/r-*/layers/*/containers/*/rootfs 2>/dev/null`]);
   rmSync(work, { recursive: true, force: true });
 };
 process.on('SIGINT', () => {
@@ -90,6 +115,7 @@ const add = (a, b) => ({ ms: a.ms + b.ms, cpu: a.cpu + b.cpu });
 
 const subjects = {
   'nsinit pull': (dir) => run(NSINIT, ['--data-root', dir, 'pull', '-q', ref]),
+  ...(base ? { 'nsinit pull (--base)': (dir) => run(base, ['--data-root', dir, 'pull', '-q', ref]) } : {}),
   // The same without unpacking layers while they download (unpack from the stored blobs only).
   'nsinit pull, no streaming': (dir) =>
     run(NSINIT, ['--data-root', dir, 'pull', '-q', ref], { NSINIT_PULL_STREAM: '0' }),
@@ -112,7 +138,10 @@ for (let round = -1; round < runs; round++) {
       samples[name].push(ms);
       cpu[name].push(c);
     }
-    spawnSync('sh', ['-c', `umount -R ${dir}/layers/*/containers/*/rootfs 2>/dev/null; rm -rf ${dir}`]);
+    if (rmEach)
+      spawnSync('sh', ['-c', `umount -R ${dir}/layers/*/containers/*/rootfs 2>/dev/null; rm -rf ${dir}`]);
+    // untimed: the next sample starts with nothing dirty in the page cache
+    spawnSync('sync');
   }
 }
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
@@ -122,7 +151,8 @@ const peer = median(samples['skopeo copy + umoci unpack']);
 const ratios = samples['nsinit pull'].map((ms, i) => ms / samples['skopeo copy + umoci unpack'][i]);
 console.log(
   `pull to a runnable rootfs: ${(info.gzBytes / 1e6).toFixed(1)} MB gzip in 3 layers, ${info.files} entries, ` +
-    `${runs} interleaved rounds, load ${loadStart.toFixed(1)} -> ${loadavg()[0].toFixed(1)}`,
+    `${runs} interleaved rounds, load ${loadStart.toFixed(1)} -> ${loadavg()[0].toFixed(1)}, ` +
+    `outputs ${rmEach ? 'deleted after each sample' : 'kept until the end'}`,
 );
 const peerCpu = median(cpu['skopeo copy + umoci unpack']);
 console.log(`  ${''.padEnd(32)}   wall  (ratio)   cpu  (ratio)  [wall of each round]`);
@@ -139,6 +169,7 @@ writeFileSync(
     {
       date: new Date().toISOString(),
       runs,
+      rmEach,
       load: [loadStart, loadavg()[0]],
       info,
       samples,
