@@ -215,7 +215,6 @@ writeFileSync(
 // missing cache only costs speed: V8 then compiles as usual).
 const fs = require('node:fs');
 const vm = require('node:vm');
-const Module = require('node:module');
 const file = ${JSON.stringify(bundle)};
 const cacheFile = ${JSON.stringify(cache)};
 // Fresh memory costs a page fault per 4 KiB (~15 us on some VMs), so both files go through one
@@ -244,7 +243,10 @@ try {
 } catch {}
 const script = new vm.Script(source, { filename: file, cachedData });
 const m = { exports: {} };
-script.runInThisContext()(m.exports, Module.createRequire(file), m, file, ${JSON.stringify(dist)});
+// The bundle requires from the directory it shares with this loader: this file's own require
+// resolves the same (node:module's createRequire would load four more builtins, esm loader
+// included, at every start).
+script.runInThisContext()(m.exports, require, m, file, ${JSON.stringify(dist)});
 if (process.env.NSINIT_CHECK_CODE_CACHE) {
   // For tests: whether V8 took the cache (it refuses one made under other flags or another Node).
   const how = cachedData === undefined ? 'missing' : script.cachedDataRejected ? 'rejected' : 'accepted';

@@ -1,6 +1,5 @@
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -99,9 +98,7 @@ export class ExecutorProcess {
     const memfd = executorImage();
     try {
       if (stdio.includes('pipe')) {
-        const { spawn } = createRequire(import.meta.url)(
-          'node:child_process',
-        ) as typeof import('node:child_process');
+        const { spawn } = process.getBuiltinModule('node:child_process');
         const options: StdioOptions = [...stdio, ...extra, 'pipe'];
         this.child = spawn(`/proc/self/fd/${memfd}`, [String(this.syncFd)], {
           argv0: 'nsinit-executor',

@@ -11,7 +11,6 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { createRequire } from 'node:module';
 import { userInfo } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import {
@@ -843,9 +842,7 @@ function writeIdMaps(pid: number, config: RuntimeConfig): void {
     ];
     try {
       // child_process only here (rootless with several id ranges): a start does not load it.
-      const { execFileSync } = createRequire(import.meta.url)(
-        'node:child_process',
-      ) as typeof import('node:child_process');
+      const { execFileSync } = process.getBuiltinModule('node:child_process');
       execFileSync(tool, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     } catch (e) {
       const err = (e as { stderr?: Buffer }).stderr?.toString().trim();

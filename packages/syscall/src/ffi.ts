@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import type Koffi from 'koffi';
 import { SysError } from './errors.js';
 import { type ArgKind, hostArch, SYSCALLS, type SyscallDef, type SyscallName } from './table.js';
@@ -35,7 +34,9 @@ function ffi(): typeof Koffi {
 }
 
 function loadKoffi(): typeof Koffi {
-  const req = createRequire(import.meta.url);
+  // node:module only when needed (process.getBuiltinModule): importing it loads four more
+  // builtins at every nsinit start, which the bundle's fixed addon path does not need.
+  const requireHere = () => process.getBuiltinModule('node:module').createRequire(import.meta.url);
   if (process.platform === 'linux') {
     try {
       // A bundle (the nsinit CLI) fixes the addon's path at build time (esbuild `define`), which
@@ -43,7 +44,8 @@ function loadKoffi(): typeof Koffi {
       let addon = process.env.TSC_KOFFI_ADDON;
       let version: string | undefined;
       if (!addon) {
-        const fromKoffi = createRequire(req.resolve('koffi'));
+        const { createRequire } = process.getBuiltinModule('node:module');
+        const fromKoffi = createRequire(requireHere().resolve('koffi'));
         const pkg = `@koromix/koffi-${process.platform}-${process.arch}`;
         version = (fromKoffi(`${pkg}/package.json`) as { version?: string }).version;
         addon = fromKoffi.resolve(`${pkg}/${process.platform}_${process.arch}/koffi.node`);
@@ -61,7 +63,7 @@ function loadKoffi(): typeof Koffi {
       // koffi's own loader below knows every other case
     }
   }
-  return req('koffi') as typeof Koffi;
+  return requireHere()('koffi') as typeof Koffi;
 }
 
 let libcHandle: ReturnType<typeof Koffi.load> | undefined;

@@ -4,7 +4,6 @@
  * call, where the variadic `syscall()` path parses argument types on every call. Errors are
  * @tsc/syscall's SysError, so every failure reads the same across packages.
  */
-import { createRequire } from 'node:module';
 import { SysError } from '@tsc/syscall';
 import type Koffi from 'koffi';
 
@@ -21,7 +20,7 @@ let libc: Libc | undefined;
 
 function lib(): Libc {
   if (libc === undefined) {
-    koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
+    koffi = process.getBuiltinModule('node:module').createRequire(import.meta.url)('koffi') as typeof Koffi;
     const l = koffi.load('libc.so.6');
     libc = {
       setsockopt: l.func('int setsockopt(int, int, int, const void *, uint32_t)') as Libc['setsockopt'],
