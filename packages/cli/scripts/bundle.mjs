@@ -164,7 +164,21 @@ for (const [entry, file] of Object.entries(SIDE_BUNDLES)) {
     },
     logLevel: 'warning',
   });
+  // Stored as the function the loader calls, like the main bundle (see there).
+  const out = join(dist, file);
+  writeFileSync(
+    out,
+    `(function (exports, require, module, __filename, __dirname) {${readFileSync(out, 'utf8')}\n})`,
+  );
 }
+
+/** Side bundle → how the loader decodes it: latin1 (one copy) when it is ASCII, else utf8. */
+const sideEncodings = Object.fromEntries(
+  Object.values(SIDE_BUNDLES).map((f) => [
+    `./${f}`,
+    readFileSync(join(dist, f)).some((b) => b > 0x7f) ? 'utf8' : 'latin1',
+  ]),
+);
 
 // @tsc/unionfs unpacks big layers on worker threads that import its `unpack.js` from next to
 // the calling code: for the bundle, that is dist/unpack.js. It is an ES module of its own (the
@@ -215,12 +229,10 @@ writeFileSync(
 // missing cache only costs speed: V8 then compiles as usual).
 const fs = require('node:fs');
 const vm = require('node:vm');
+const dir = ${JSON.stringify(dist)};
 const file = ${JSON.stringify(bundle)};
-const cacheFile = ${JSON.stringify(cache)};
-// Fresh memory costs a page fault per 4 KiB (~15 us on some VMs), so both files go through one
-// buffer: the bundle is read and copied into a one-byte string (it is ASCII, checked at build;
-// readFileSync(file, 'utf8') grew a buffer while reading, then decoded), then the cache is read
-// over it.
+/** The side bundles the main one requires (\`./nsinit-registry.cjs\`…) and how they are decoded. */
+const SIDE = ${JSON.stringify(sideEncodings)};
 const readInto = (path, buf) => {
   const fd = fs.openSync(path, 'r');
   try {
@@ -231,36 +243,72 @@ const readInto = (path, buf) => {
     fs.closeSync(fd);
   }
 };
-let cacheSize = 0;
-try {
-  cacheSize = fs.statSync(cacheFile).size;
-} catch {}
-const buf = Buffer.allocUnsafeSlow(Math.max(fs.statSync(file).size, cacheSize));
-const source = buf.toString('latin1', 0, readInto(file, buf));
-let cachedData;
-try {
-  if (cacheSize > 0) cachedData = buf.subarray(0, readInto(cacheFile, buf));
-} catch {}
-const script = new vm.Script(source, { filename: file, cachedData });
-const m = { exports: {} };
-// The bundle requires from the directory it shares with this loader: this file's own require
+const size = (path) => {
+  try {
+    return fs.statSync(path).size;
+  } catch {
+    return 0;
+  }
+};
+/**
+ * Compile a bundle file (a wrapped function) with its code cache (\`FILE.cache\`). Fresh memory
+ * costs a page fault per 4 KiB (~15 us on some VMs), so both files go through one buffer: the
+ * source is read and copied into a string (a one-byte string in one copy when it is ASCII, as
+ * the main bundle is, checked at build), then the cache is read over it.
+ */
+function compile(path, encoding) {
+  const cacheSize = size(\`\${path}.cache\`);
+  const buf = Buffer.allocUnsafeSlow(Math.max(size(path), cacheSize));
+  const source = buf.toString(encoding, 0, readInto(path, buf));
+  let cachedData;
+  try {
+    if (cacheSize > 0) cachedData = buf.subarray(0, readInto(\`\${path}.cache\`, buf));
+  } catch {}
+  const script = new vm.Script(source, { filename: path, cachedData });
+  if (process.env.NSINIT_CHECK_CODE_CACHE) {
+    // For tests: whether V8 took the cache (it refuses one made under other flags or another Node).
+    const how = cachedData === undefined ? 'missing' : script.cachedDataRejected ? 'rejected' : 'accepted';
+    process.stderr.write(\`nsinit: code cache \${how} (\${path.slice(dir.length + 1)})\\n\`);
+  }
+  if (process.env.NSINIT_MAKE_CODE_CACHE) {
+    process.on('exit', () => fs.writeFileSync(\`\${path}.cache\`, script.createCachedData()));
+  }
+  return script;
+}
+/** Evaluate a compiled bundle: its exports. */
+function run(script, path, req) {
+  const m = { exports: {} };
+  script.runInThisContext()(m.exports, req, m, path, dir);
+  return m.exports;
+}
+// The bundles require from the directory they share with this loader: this file's own require
 // resolves the same (node:module's createRequire would load four more builtins, esm loader
-// included, at every start).
-script.runInThisContext()(m.exports, require, m, file, ${JSON.stringify(dist)});
-if (process.env.NSINIT_CHECK_CODE_CACHE) {
-  // For tests: whether V8 took the cache (it refuses one made under other flags or another Node).
-  const how = cachedData === undefined ? 'missing' : script.cachedDataRejected ? 'rejected' : 'accepted';
-  process.stderr.write(\`nsinit: code cache \${how}\n\`);
-}
-if (process.env.NSINIT_MAKE_CODE_CACHE) {
-  process.on('exit', () => fs.writeFileSync(cacheFile, script.createCachedData()));
-}
+// included, at every start). Side bundles are compiled here too, with their caches.
+const sideExports = new Map();
+const bundleRequire = Object.assign(
+  (id) => {
+    const encoding = SIDE[id];
+    if (encoding === undefined) return require(id);
+    if (!sideExports.has(id)) {
+      const path = \`\${dir}/\${id.slice(2)}\`;
+      sideExports.set(id, run(compile(path, encoding), path, require));
+    }
+    return sideExports.get(id);
+  },
+  { resolve: require.resolve, cache: require.cache },
+);
 // The launcher starts Node without its optimising compilers (see isShortCommand): back on for
-// anything that is not a short runtime command.
-if (!m.exports.isShortCommand(process.argv.slice(2))) {
-  require('node:v8').setFlagsFromString('--opt --sparkplug');
+// anything that is not a short runtime command, before side bundles are compiled.
+const optimise = () => require('node:v8').setFlagsFromString('--opt --sparkplug');
+if (process.env.NSINIT_MAKE_SIDE_CACHES) {
+  // Build time: the side bundles' caches, made under the flags they are used with.
+  optimise();
+  for (const id of Object.keys(SIDE)) bundleRequire(id);
+  process.exit(0);
 }
-m.exports.main(process.argv);
+const main = run(compile(file, 'latin1'), file, bundleRequire);
+if (!main.isShortCommand(process.argv.slice(2))) optimise();
+main.main(process.argv);
 `,
 );
 
@@ -271,6 +319,9 @@ m.exports.main(process.argv);
 // per `nsinit run` than a cache made by `spec`). Where that cannot run (not root, no cgroups,
 // a build sandbox), `spec`, which loads and validates a whole config, makes it instead.
 rmSync(cache, { force: true });
+// V8 checks a cache against the source's length, not its text: a cache from an older build must
+// never survive a new one.
+for (const f of Object.values(SIDE_BUNDLES)) rmSync(join(dist, `${f}.cache`), { force: true });
 const tmp = mkdtempSync(join(tmpdir(), 'nsinit-cache-'));
 const makeCache = (args) =>
   execFileSync(process.execPath, [...NODE_FLAGS, loader, ...args], {
@@ -316,6 +367,12 @@ try {
     mkdirSync(join(tmp, 'spec'));
     makeCache(['spec', '--bundle', join(tmp, 'spec')]);
   }
+  // The side bundles' caches: compiled and evaluated (so their module code is in the cache),
+  // under the flags `pull`, `save`… run them with (the loader's NSINIT_MAKE_SIDE_CACHES).
+  execFileSync(process.execPath, [...NODE_FLAGS, loader], {
+    env: { ...process.env, NSINIT_MAKE_CODE_CACHE: '1', NSINIT_MAKE_SIDE_CACHES: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }
