@@ -65,6 +65,12 @@ const koffiAddon = (() => {
   }
 })();
 
+// V8 accepts a code cache whose source has the same length, whatever the text: no cache may
+// outlive its bundle, not even for the seconds a build takes (a start meanwhile compiles).
+for (const f of ['nsinit.cjs', ...Object.values(SIDE_BUNDLES)]) {
+  rmSync(join(dist, `${f}.cache`), { force: true });
+}
+
 await build({
   entryPoints: [join(dist, 'cli.js')],
   bundle: true,
@@ -319,9 +325,6 @@ main.main(process.argv);
 // per `nsinit run` than a cache made by `spec`). Where that cannot run (not root, no cgroups,
 // a build sandbox), `spec`, which loads and validates a whole config, makes it instead.
 rmSync(cache, { force: true });
-// V8 checks a cache against the source's length, not its text: a cache from an older build must
-// never survive a new one.
-for (const f of Object.values(SIDE_BUNDLES)) rmSync(join(dist, `${f}.cache`), { force: true });
 const tmp = mkdtempSync(join(tmpdir(), 'nsinit-cache-'));
 const makeCache = (args) =>
   execFileSync(process.execPath, [...NODE_FLAGS, loader, ...args], {
