@@ -1,7 +1,8 @@
 /**
- * The HTTP side: one {@link RegistryClient} holds, per registry host, an undici `Agent`
- * (bounded connections, TLS settings), the scheme found by the first ping, the auth
- * challenge, and a token cache. Requests retry on 408/429/5xx and network errors with
+ * The HTTP side: one {@link RegistryClient} holds, per registry host, the TLS settings, the
+ * scheme found by the first ping, the auth challenge and a token cache; kept-alive connections
+ * for `GET`/`HEAD` (our own HTTP/1.1 client, `http1.ts`) and, loaded only for requests with a
+ * body (push), an undici `Agent` (bounded connections). Requests retry on 408/429/5xx and network errors with
  * exponential backoff, and authenticate again once on 401.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -9,7 +10,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { DEFAULT_DOMAIN, DEFAULT_REGISTRY_HOST } from '@tsc/image';
-import { Agent, type Dispatcher, request } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import {
   type Challenge,
   type CredentialSource,
@@ -26,7 +27,14 @@ import {
   RegistryError,
   safeUrl,
 } from './errors.js';
-import { type RawBody, type RawResponse, type RawTlsOptions, rawRequest } from './http1.js';
+import { type RawBody, RawPool, type RawResponse, type RawTlsOptions, rawRequest } from './http1.js';
+
+/** undici, loaded for the first request with a body: a pull never needs it (~100 ms to load). */
+let undiciModule: Promise<typeof import('undici')> | undefined;
+const undici = () => {
+  undiciModule ??= import('undici');
+  return undiciModule;
+};
 
 /** How often and how patiently to retry. */
 export interface RetryOptions {
@@ -85,11 +93,17 @@ export interface RegistryRequest {
   anonymous?: boolean;
 }
 
+/** A response body: read it (async iteration), or dump or destroy it. */
+export interface ResponseBody extends AsyncIterable<Buffer> {
+  dump(): Promise<unknown>;
+  destroy(error?: Error): unknown;
+}
+
 /** A response: status, headers (lowercase) and the body stream (consume or dump it). */
 export interface RegistryResponse {
   status: number;
   headers: Record<string, string>;
-  body: Dispatcher.ResponseData['body'];
+  body: ResponseBody;
   /** The URL that answered (after redirects). */
   url: string;
 }
@@ -209,13 +223,11 @@ class Session {
   #credentials: Promise<Credentials | undefined> | undefined;
   #tokens = new Map<string, Token>();
   #tokenFetches = new Map<string, Promise<Token>>();
-  readonly agent: Agent;
   readonly #insecure: boolean;
 
-  constructor(client: RegistryClient, host: string, agent: Agent, insecure: boolean) {
+  constructor(client: RegistryClient, host: string, insecure: boolean) {
     this.#client = client;
     this.host = host;
-    this.agent = agent;
     this.#insecure = insecure;
   }
 
@@ -242,15 +254,7 @@ class Session {
         const res = await this.#client.withRetry(
           signal,
           true,
-          async () => {
-            const r = await request(url, {
-              method: 'GET',
-              dispatcher: this.agent,
-              headers: { 'user-agent': this.#client.userAgent },
-              ...(signal ? { signal } : {}),
-            });
-            return r;
-          },
+          () => this.#client.rawGet(url, { 'user-agent': this.#client.userAgent }, signal),
           // Not retried: a TLS mismatch (falls back to HTTP below), and a refused connection or an
           // unknown host at the first contact (no registry there: fail at once, not after backoff).
           (e) => {
@@ -343,11 +347,10 @@ class Session {
       url.searchParams.set('account', creds.username);
     }
     const operation = `token for ${this.host}`;
-    const dispatcher = url.host === this.host ? this.agent : this.#client.agentFor(url.host);
-    let res: Dispatcher.ResponseData;
+    let res: RawResponse;
     try {
       res = await this.#client.withRetry(signal, true, () =>
-        request(url, { method: 'GET', headers, dispatcher, ...(signal ? { signal } : {}) }),
+        this.#client.rawGet(url.toString(), headers, signal),
       );
     } catch (e) {
       const err = networkError(e, operation, url.toString());
@@ -413,8 +416,9 @@ export class RegistryClient {
   readonly userAgent: string;
   readonly #options: ClientOptions;
   readonly #sessions = new Map<string, Session>();
-  readonly #agents = new Map<string, Agent>();
+  readonly #agents = new Map<string, Promise<Agent>>();
   readonly #tls = new Map<string, RawTlsOptions>();
+  readonly #pool = new RawPool();
   readonly #retry: Required<RetryOptions>;
   readonly #insecure: Set<string>;
 
@@ -472,26 +476,45 @@ export class RegistryClient {
     return t;
   }
 
-  /** The connection pool for `host` (also used for token realms and redirect targets). */
-  agentFor(host: string): Agent {
+  /** undici's connection pool for `host`, for requests with a body. */
+  agentFor(host: string): Promise<Agent> {
     let a = this.#agents.get(host);
     if (!a) {
-      a = new Agent({
-        connections: this.#options.connections ?? 4,
-        connect: { ...this.#tlsFor(host) },
-        headersTimeout: 60_000,
-        bodyTimeout: 60_000,
-      });
+      const tlsOptions = this.#tlsFor(host);
+      a = undici().then(
+        ({ Agent }) =>
+          new Agent({
+            connections: this.#options.connections ?? 4,
+            connect: { ...tlsOptions },
+            headersTimeout: 60_000,
+            bodyTimeout: 60_000,
+          }),
+      );
       this.#agents.set(host, a);
     }
     return a;
+  }
+
+  /** A `GET` (or `HEAD`) on a kept-alive connection of this client. @internal */
+  rawGet(
+    url: string,
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+    method: 'GET' | 'HEAD' = 'GET',
+  ): Promise<RawResponse> {
+    return rawRequest(method, url, {
+      headers,
+      signal,
+      tls: this.#tlsFor(new URL(url).host),
+      pool: this.#pool,
+    });
   }
 
   /** @internal */
   session(host: string): Session {
     let s = this.#sessions.get(host);
     if (!s) {
-      s = new Session(this, host, this.agentFor(host), this.isInsecure(host));
+      s = new Session(this, host, this.isInsecure(host));
       this.#sessions.set(host, s);
     }
     return s;
@@ -557,15 +580,22 @@ export class RegistryClient {
    * (without credentials to other hosts). Non-accepted statuses become {@link RegistryError}s.
    */
   async send(registry: string, req: RegistryRequest): Promise<RegistryResponse> {
-    const res = await this.#exchange(registry, req, (url, headers, sameHost, host) =>
-      request(url, {
-        method: req.method,
-        headers,
-        dispatcher: sameHost ? this.session(host).agent : this.agentFor(new URL(url).host),
-        ...(req.body ? { body: req.body() } : {}),
-        ...(req.signal ? { signal: req.signal } : {}),
-      }),
-    );
+    const method = req.method;
+    const res =
+      (method === 'GET' || method === 'HEAD') && !req.body
+        ? await this.#exchange<RawResponse>(registry, req, (url, headers) =>
+            this.rawGet(url, headers, req.signal, method),
+          )
+        : await this.#exchange<Dispatcher.ResponseData>(registry, req, async (url, headers) => {
+            const { request } = await undici();
+            return request(url, {
+              method,
+              headers,
+              dispatcher: await this.agentFor(new URL(url).host),
+              ...(req.body ? { body: req.body() } : {}),
+              ...(req.signal ? { signal: req.signal } : {}),
+            });
+          });
     return { status: res.status, headers: res.headers, body: res.body, url: res.url };
   }
 
@@ -579,11 +609,7 @@ export class RegistryClient {
     req: Omit<RegistryRequest, 'method' | 'body'>,
   ): Promise<RegistryStreamResponse> {
     const res = await this.#exchange<RawResponse>(registry, { ...req, method: 'GET' }, (url, headers) =>
-      rawRequest('GET', url, {
-        headers,
-        signal: req.signal,
-        tls: this.#tlsFor(new URL(url).host),
-      }),
+      this.rawGet(url, headers, req.signal),
     );
     return { status: res.status, headers: res.headers, body: res.body, url: res.url };
   }
@@ -651,10 +677,11 @@ export class RegistryClient {
 
   /** Closes every connection pool. */
   async close(): Promise<void> {
-    const agents = [...this.#agents.values()];
+    this.#pool.close();
+    const agents = await Promise.all([...this.#agents.values()].map((a) => a.catch(() => undefined)));
     this.#agents.clear();
     this.#sessions.clear();
-    await Promise.all(agents.map((a) => a.close().catch(() => a.destroy())));
+    await Promise.all(agents.map((a) => a?.close().catch(() => a.destroy())));
   }
 }
 

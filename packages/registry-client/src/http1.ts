@@ -1,20 +1,27 @@
 /**
- * A minimal HTTP/1.1 client for the one request that moves most bytes: a blob `GET`. One
- * connection per request (`Connection: close`), and the socket reads into one reused buffer
- * (`net`/`tls` `onread`), so a body costs no allocation per read.
+ * A minimal HTTP/1.1 client for the requests of a pull: `GET`s and `HEAD`s without a body. Each
+ * connection reads into one reused buffer (`net`/`tls` `onread`), so a body costs no allocation
+ * per read; with a {@link RawPool} connections are kept alive between requests to an origin.
  *
  * Why not undici for these: on this project's 2-core VMs, undici's path (a fresh 64 KiB buffer
  * per socket read, a copy into llhttp's wasm memory, a Readable stream and an async iterator per
  * chunk) cost ~0.6–0.9 s of main-thread CPU for a 79 MB image on loopback; reading into a reused
- * 1 MiB buffer costs ~0.06 s (bench notes in docs/REGISTRY.md). Everything else (pings, tokens,
- * manifests, pushes) stays on undici.
+ * 1 MiB buffer costs ~0.06 s (bench notes in docs/REGISTRY.md). And loading undici costs ~100 ms
+ * at the start of a pull: it is loaded only for requests with a body (push).
  *
  * The body is handed to {@link RawBody.consume}'s callback as views into the reused buffer:
  * valid during the call, or until the promise the callback returns settles (the socket is not
  * read meanwhile: backpressure). Copy what is kept longer.
  */
 import { isIP, type Socket, connect as tcpConnect } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import type * as Tls from 'node:tls';
+
+/** node:tls, loaded on the first https connection (a plain-HTTP pull never needs it). */
+let tlsModule: typeof Tls | undefined;
+const tls = (): typeof Tls => {
+  tlsModule ??= process.getBuiltinModule('node:tls') as typeof Tls;
+  return tlsModule;
+};
 
 /** TLS settings for an `https:` URL. */
 export interface RawTlsOptions {
@@ -25,6 +32,8 @@ export interface RawTlsOptions {
 
 export interface RawRequestOptions {
   headers: Record<string, string>;
+  /** Keep the connection for later requests to the same origin (else `connection: close`). */
+  pool?: RawPool | undefined;
   signal?: AbortSignal | undefined;
   tls?: RawTlsOptions | undefined;
   /** No response headers within this many ms: fails with `ETIMEDOUT` (default 60 s). */
@@ -81,7 +90,75 @@ function abortError(signal: AbortSignal): unknown {
   );
 }
 
-/** One `GET` (or `HEAD`) of `url` over its own connection. */
+/** A connection: its socket, and the exchange its reads and events go to (none while idle). */
+interface Conn {
+  socket: Socket;
+  key: string;
+  route: { ex: Exchange | undefined };
+  idle: NodeJS.Timeout | undefined;
+  /** It served a request before (a failure before any answer may be a close we did not see). */
+  reused: boolean;
+}
+
+/**
+ * Idle keep-alive connections per origin (an idle one is closed after `idleMs`). One per
+ * client; {@link close} it at the end.
+ */
+export class RawPool {
+  readonly #idle = new Map<string, Conn[]>();
+  readonly #idleMs: number;
+  constructor(options: { idleMs?: number } = {}) {
+    this.#idleMs = options.idleMs ?? 4000;
+  }
+
+  /** @internal */
+  take(key: string): Conn | undefined {
+    const list = this.#idle.get(key);
+    for (let c = list?.pop(); c; c = list?.pop()) {
+      clearTimeout(c.idle);
+      c.idle = undefined;
+      if (!c.socket.destroyed) return c;
+    }
+    return undefined;
+  }
+
+  /** @internal */
+  give(c: Conn): void {
+    c.route.ex = undefined;
+    c.reused = true;
+    let list = this.#idle.get(c.key);
+    if (!list) {
+      list = [];
+      this.#idle.set(c.key, list);
+    }
+    list.push(c);
+    c.idle = setTimeout(() => this.drop(c), this.#idleMs);
+    c.idle.unref?.();
+  }
+
+  /** @internal An idle connection that closed or failed. */
+  drop(c: Conn): void {
+    clearTimeout(c.idle);
+    const list = this.#idle.get(c.key);
+    const i = list?.indexOf(c) ?? -1;
+    if (i >= 0) list?.splice(i, 1);
+    c.socket.destroy();
+  }
+
+  /** Closes every idle connection. */
+  close(): void {
+    for (const list of this.#idle.values()) for (const c of [...list]) this.drop(c);
+    this.#idle.clear();
+  }
+}
+
+/** A failure on a kept-alive connection before any byte of the answer: the request is sent again. */
+class StaleConnection extends Error {}
+
+/**
+ * One `GET` (or `HEAD`) of `url`: on an idle connection of `options.pool` to its origin, else
+ * on a new one. A kept connection that turns out closed before answering is replaced once.
+ */
 export function rawRequest(
   method: 'GET' | 'HEAD',
   url: string,
@@ -91,9 +168,56 @@ export function rawRequest(
   if (u.protocol !== 'http:' && u.protocol !== 'https:')
     return Promise.reject(new RawHttpError('ERR_INVALID_URL', `${u.protocol} is not http(s)`));
   if (options.signal?.aborted) return Promise.reject(abortError(options.signal));
-  return new Promise<RawResponse>((resolve, reject) => {
-    new Exchange(method, u, options, resolve, reject).start();
+  const attempt = (fresh: boolean) =>
+    new Promise<RawResponse>((resolve, reject) => {
+      new Exchange(method, u, options, resolve, reject).start(fresh);
+    });
+  return attempt(false).catch((e: unknown) => {
+    if (e instanceof StaleConnection) return attempt(true);
+    throw e;
   });
+}
+
+function connKey(u: URL): string {
+  return `${u.protocol}//${u.host}`;
+}
+
+/** A new connection whose reads and events go to `route.ex`. */
+function connect(u: URL, options: RawRequestOptions): Conn {
+  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+  const https = u.protocol === 'https:';
+  const port = Number(u.port || (https ? 443 : 80));
+  const route: Conn['route'] = { ex: undefined };
+  const buffer = Buffer.allocUnsafe(options.bufferSize ?? 1 << 20);
+  let conn: Conn | undefined;
+  const idleEvent = () => {
+    if (conn && !route.ex) options.pool?.drop(conn);
+  };
+  const onread = {
+    buffer,
+    callback: (n: number, buf: Buffer) => {
+      if (route.ex) return route.ex.onRead(buf.subarray(0, n));
+      idleEvent(); // bytes nobody asked for: the connection is not usable
+      return false;
+    },
+  };
+  const socket: Socket = https
+    ? tls().connect({
+        host,
+        port,
+        ...(isIP(host) ? {} : { servername: host }),
+        ...(options.tls?.ca ? { ca: options.tls.ca } : {}),
+        ...(options.tls?.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+        // tls.connect takes `onread` since Node 15.1 (not in @types/node's ConnectionOptions)
+        ...({ onread } as object),
+      })
+    : tcpConnect({ host, port, onread });
+  socket.setNoDelay(true);
+  socket.on('error', (e) => (route.ex ? route.ex.onError(e) : idleEvent()));
+  socket.on('end', () => (route.ex ? route.ex.onEof() : idleEvent()));
+  socket.on('close', () => (route.ex ? route.ex.onEof() : idleEvent()));
+  conn = { socket, key: connKey(u), route, idle: undefined, reused: false };
+  return conn;
 }
 
 /** One request and its response on one socket. */
@@ -103,7 +227,11 @@ class Exchange implements RawBody {
   readonly #options: RawRequestOptions;
   #resolveHead: ((r: RawResponse) => void) | undefined;
   #rejectHead: ((e: unknown) => void) | undefined;
-  #socket: Socket | undefined;
+  #conn: Conn | undefined;
+  /** Bytes of the answer seen (a kept connection that fails before any is replaced). */
+  #answered = false;
+  /** Whether the connection may serve another request once this answer is read. */
+  #reusable = false;
   /** Response head bytes collected so far. */
   #head: Buffer[] = [];
   #headBytes = 0;
@@ -140,29 +268,15 @@ class Exchange implements RawBody {
     this.#rejectHead = reject;
   }
 
-  start(): void {
+  /** Sends the request, on a kept connection unless `fresh`. */
+  start(fresh: boolean): void {
     const u = this.#url;
-    const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
-    const https = u.protocol === 'https:';
-    const port = Number(u.port || (https ? 443 : 80));
-    const buffer = Buffer.allocUnsafe(this.#options.bufferSize ?? 1 << 20);
-    const onread = { buffer, callback: (n: number, buf: Buffer) => this.#read(buf.subarray(0, n)) };
-    const socket: Socket = https
-      ? tlsConnect({
-          host,
-          port,
-          ...(isIP(host) ? {} : { servername: host }),
-          ...(this.#options.tls?.ca ? { ca: this.#options.tls.ca } : {}),
-          ...(this.#options.tls?.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
-          // tls.connect takes `onread` since Node 15.1 (not in @types/node's ConnectionOptions)
-          ...({ onread } as object),
-        })
-      : tcpConnect({ host, port, onread });
-    this.#socket = socket;
-    socket.setNoDelay(true);
-    socket.on('error', (e) => this.#fail(e));
-    socket.on('end', () => this.#eof());
-    socket.on('close', () => this.#eof());
+    const pool = this.#options.pool;
+    const kept = fresh ? undefined : pool?.take(connKey(u));
+    const conn = kept ?? connect(u, this.#options);
+    conn.route.ex = this;
+    this.#conn = conn;
+    const socket = conn.socket;
     const signal = this.#options.signal;
     if (signal) {
       this.#onAbort = () => this.#fail(abortError(signal));
@@ -172,7 +286,7 @@ class Exchange implements RawBody {
     const lines = [
       `${this.#method} ${u.pathname}${u.search} HTTP/1.1`,
       `host: ${u.host}`,
-      'connection: close',
+      pool ? 'connection: keep-alive' : 'connection: close',
     ];
     for (const [k, v] of Object.entries(this.#options.headers)) {
       if (/[\r\n]/.test(k) || /[\r\n]/.test(v)) {
@@ -185,6 +299,23 @@ class Exchange implements RawBody {
       lines.push(`${k}: ${v}`);
     }
     socket.write(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
+    if (kept) socket.resume(); // it was paused at the end of the last answer
+  }
+
+  /** @internal The connection's onread callback. */
+  onRead(data: Buffer): boolean {
+    this.#answered = true;
+    return this.#read(data);
+  }
+
+  /** @internal */
+  onError(e: unknown): void {
+    this.#fail(e);
+  }
+
+  /** @internal */
+  onEof(): void {
+    this.#eof();
   }
 
   #arm(ms: number, what: string): void {
@@ -286,6 +417,12 @@ class Exchange implements RawBody {
     } else this.#framing = { kind: 'close' };
     this.#status = status;
     this.#headers = headers;
+    const connection = String(headers.connection ?? '').toLowerCase();
+    this.#reusable =
+      this.#options.pool !== undefined &&
+      statusLine?.startsWith('HTTP/1.1') === true &&
+      !/(^|,)\s*close\s*(,|$)/.test(connection) &&
+      (this.#framing.kind === 'length' || this.#framing.kind === 'chunked' || this.#framing.kind === 'none');
     return rest;
   }
 
@@ -298,6 +435,7 @@ class Exchange implements RawBody {
     this.#rejectHead = undefined;
     if (this.#framing?.kind === 'none' || (this.#framing?.kind === 'length' && this.#framing.left === 0)) {
       this.#ended = true;
+      if (this.#pending !== undefined) this.#reusable = false; // bytes past the answer
       this.#pending = undefined;
       this.#close();
     }
@@ -311,7 +449,10 @@ class Exchange implements RawBody {
     if (f.kind === 'chunked') return this.#chunked(data);
     let piece = data;
     if (f.kind === 'length') {
-      if (piece.length > f.left) piece = piece.subarray(0, f.left); // bytes past the body: ignored (connection: close)
+      if (piece.length > f.left) {
+        piece = piece.subarray(0, f.left); // bytes past the body: ignored, and the connection not kept
+        this.#reusable = false;
+      }
       f.left -= piece.length;
     }
     const go = this.#emit(piece);
@@ -339,6 +480,7 @@ class Exchange implements RawBody {
           this.#line = '';
           if (this.#chunkState === 'trailer') {
             if (line === '') {
+              if (off < data.length) this.#reusable = false; // bytes past the answer
               this.#ended = true;
               this.#finish();
               return false;
@@ -446,7 +588,7 @@ class Exchange implements RawBody {
       return;
     }
     this.#arm(this.#options.bodyTimeout ?? 60_000, 'the response body stalled');
-    this.#socket?.resume();
+    this.#conn?.socket.resume();
   }
 
   #eofSeen = false;
@@ -481,12 +623,18 @@ class Exchange implements RawBody {
     if (this.#done) return;
     this.#done = true;
     this.#error = e;
+    this.#reusable = false;
+    const stale = this.#conn?.reused === true && !this.#answered && !this.#options.signal?.aborted;
     this.#close();
     if (this.#rejectHead) {
       const reject = this.#rejectHead;
       this.#resolveHead = undefined;
       this.#rejectHead = undefined;
-      reject(e);
+      const code = (e as { code?: unknown })?.code;
+      // a kept connection the server closed meanwhile: the caller sends again on a new one
+      if (stale && (code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET'))
+        reject(new StaleConnection(String(code)));
+      else reject(e);
       return;
     }
     this.#settle();
@@ -501,13 +649,19 @@ class Exchange implements RawBody {
     else this.#finished.resolve();
   }
 
+  /** Done with the connection: back to the pool when the answer was read exactly, else closed. */
   #close(): void {
     this.#disarm();
     const signal = this.#options.signal;
     if (signal && this.#onAbort) signal.removeEventListener('abort', this.#onAbort);
     this.#onAbort = undefined;
-    const s = this.#socket;
-    if (s && !s.destroyed) s.destroy();
+    const c = this.#conn;
+    if (!c) return;
+    this.#conn = undefined;
+    c.route.ex = undefined;
+    if (this.#reusable && this.#ended && !c.socket.destroyed && this.#options.pool)
+      this.#options.pool.give(c);
+    else if (!c.socket.destroyed) c.socket.destroy();
   }
 
   consume(onData: (chunk: Buffer) => void | Promise<void>): Promise<void> {
@@ -540,6 +694,15 @@ class Exchange implements RawBody {
     if (this.#consumed || this.#queue) throw new Error('the body was already read');
     const queue: Buffer[] = [];
     this.#queue = queue;
+    try {
+      yield* this.#drain(queue);
+    } finally {
+      // a reader that stops early: the rest is not read, the connection not kept
+      if (!this.#done) this.destroy();
+    }
+  }
+
+  async *#drain(queue: Buffer[]): AsyncGenerator<Buffer> {
     for (;;) {
       if (queue.length === 0 && !this.#done) {
         if (this.#ended) this.#finish();

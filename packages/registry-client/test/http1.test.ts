@@ -5,7 +5,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { type RawHttpError, rawRequest } from '../src/http1.js';
+import { type RawHttpError, RawPool, rawRequest } from '../src/http1.js';
 import { makeCerts, mkTmp } from './harness.js';
 
 const PAYLOAD = Buffer.alloc(3 << 20);
@@ -221,6 +221,102 @@ describe('http1', () => {
         s.close();
       }
     }
+  });
+});
+
+describe('http1 keep-alive (RawPool)', () => {
+  let srv: http.Server;
+  let base: string;
+  const sockets = new Set<net.Socket>();
+  let connections = 0;
+  beforeAll(async () => {
+    srv = http.createServer((req, res) => {
+      if (req.url === '/close') {
+        res.writeHead(200, { 'content-length': 2, connection: 'close' });
+        res.end('ok');
+      } else if (req.url === '/chunked') {
+        res.writeHead(200);
+        res.write('a');
+        res.end('b');
+      } else if (req.url === '/big') {
+        res.writeHead(200, { 'content-length': PAYLOAD.length });
+        res.end(PAYLOAD);
+      } else {
+        res.writeHead(200, { 'content-length': 5 });
+        res.end('hello');
+      }
+    });
+    srv.keepAliveTimeout = 60_000;
+    srv.on('connection', (s) => {
+      connections++;
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(srv.address() as net.AddressInfo).port}`;
+  });
+  afterAll(() => {
+    srv.closeAllConnections();
+    srv.close();
+  });
+
+  const get = async (pool: RawPool, p: string, hold = 0) => {
+    const { body } = await read(`${base}${p}`, hold, { headers: {}, pool });
+    return body.toString('latin1');
+  };
+
+  test('answers read to their end leave the connection for the next request; HEAD too', async () => {
+    const pool = new RawPool();
+    connections = 0;
+    expect(await get(pool, '/a')).toBe('hello');
+    expect(await get(pool, '/chunked')).toBe('ab');
+    expect((await get(pool, '/big', 2)).length).toBe(PAYLOAD.length);
+    const head = await rawRequest('HEAD', `${base}/a`, { headers: {}, pool });
+    expect(head.headers['content-length']).toBe('5');
+    await head.body.consume(() => undefined);
+    expect(await get(pool, '/a')).toBe('hello');
+    expect(connections).toBe(1);
+    // two at once: two connections, both kept
+    await Promise.all([get(pool, '/a'), get(pool, '/a')]);
+    expect(connections).toBe(2);
+    pool.close();
+  });
+
+  test('not kept: connection: close, a body not read to its end, no pool', async () => {
+    const pool = new RawPool();
+    connections = 0;
+    expect(await get(pool, '/close')).toBe('ok');
+    expect(await get(pool, '/a')).toBe('hello');
+    expect(connections).toBe(2);
+    const r = await rawRequest('GET', `${base}/big`, { headers: {}, pool });
+    r.body.destroy();
+    expect(await get(pool, '/a')).toBe('hello');
+    expect(connections).toBe(3);
+    const it = (await rawRequest('GET', `${base}/big`, { headers: {}, pool })).body[Symbol.asyncIterator]();
+    await it.next();
+    await it.return?.();
+    expect(await get(pool, '/a')).toBe('hello');
+    expect(connections).toBe(4);
+    await read(`${base}/a`);
+    await read(`${base}/a`);
+    expect(connections).toBe(6);
+    pool.close();
+  });
+
+  test('a kept connection the server closed meanwhile: the request goes on a new one', async () => {
+    const pool = new RawPool();
+    connections = 0;
+    expect(await get(pool, '/a')).toBe('hello');
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(await get(pool, '/a')).toBe('hello');
+    // closed without our noticing (the kept socket is not read while idle)
+    for (const s of sockets) s.end();
+    expect(await get(pool, '/a')).toBe('hello');
+    expect(connections).toBe(3);
+    pool.close();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(sockets.size).toBe(0);
   });
 });
 
