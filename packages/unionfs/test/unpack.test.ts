@@ -360,6 +360,32 @@ add('gnu/big', data=b'b', uid=10000000, gid=10000001)
     expect(stalled.destroyed).toBe(true);
   });
 
+  it('the inflate thread may finish and exit long before this thread has handled its pieces', async () => {
+    const tar = buildTar([
+      { path: 'a', data: randomBytes(600_000) },
+      { path: 'b', data: 'b' },
+    ]);
+    const blob = gz(tar);
+    const p = writeBlob(work, 'slow-consumer.tgz', blob);
+    let first = true;
+    const dir = fresh();
+    const r = await unpackLayer(dir, p, {
+      compression: 'gzip',
+      whiteouts: 'overlay',
+      digest: sha256(blob),
+      size: blob.length,
+      inflateThread: 'always',
+      onProgress: () => {
+        if (!first) return;
+        first = false;
+        const t = Date.now();
+        while (Date.now() - t < 400); // the worker is done and gone meanwhile
+      },
+    });
+    expect(r.diffID).toBe(sha256(tar));
+    expect(readFileSync(join(dir, 'b'), 'utf8')).toBe('b');
+  });
+
   it('refuses sparse files and truncated archives clearly', async () => {
     const tarPath = join(work, 'sparse.tar');
     pyTar(
