@@ -13,7 +13,7 @@
  * Because it is a plain OCI layout, `skopeo copy oci:DIR:REF …` and `umoci unpack --image DIR:REF`
  * read it, and it reads theirs.
  */
-import { createReadStream, constants as FS, type ReadStream } from 'node:fs';
+import { type BigIntStats, createReadStream, constants as FS, type ReadStream } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { flock, isSysError } from '@tsc/syscall';
@@ -81,9 +81,20 @@ async function lockFile(h: FileHandle, signal?: AbortSignal): Promise<void> {
 }
 
 /** A directory in the OCI image layout, used as a content-addressed store. */
+/** What a blob file was when this store committed it (see {@link ContentStore.verifiedHere}). */
+interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
 export class ContentStore {
   /** The layout's directory. */
   readonly dir: string;
+  /** Blobs this object ingested, checked and committed: the file as it was right after. */
+  readonly #committed = new Map<string, FileIdentity>();
 
   private constructor(dir: string) {
     this.dir = dir;
@@ -121,6 +132,37 @@ export class ContentStore {
       }
     }
     return store;
+  }
+
+  /**
+   * Whether the open file `stats` describes (`fstat` with `bigint: true` of a descriptor the
+   * caller reads) is the blob `digest` exactly as this store object committed it after checking
+   * its size and digest: same device and inode, size, modification and change times (any write,
+   * truncation, chmod or replacement since changes one of them). A reader may then skip hashing
+   * it again. Only blobs ingested through this object in this process count; anything else
+   * (another process's blobs, a store opened again, a file changed since) is `false`.
+   */
+  verifiedHere(digest: Digest, stats: BigIntStats): boolean {
+    const id = this.#committed.get(digest);
+    return (
+      id !== undefined &&
+      stats.dev === id.dev &&
+      stats.ino === id.ino &&
+      stats.size === id.size &&
+      stats.mtimeNs === id.mtimeNs &&
+      stats.ctimeNs === id.ctimeNs
+    );
+  }
+
+  /** @internal Records a blob just committed (its descriptor still open). */
+  recordCommitted(digest: Digest, stats: BigIntStats): void {
+    this.#committed.set(digest, {
+      dev: stats.dev,
+      ino: stats.ino,
+      size: stats.size,
+      mtimeNs: stats.mtimeNs,
+      ctimeNs: stats.ctimeNs,
+    });
   }
 
   /** The file of a blob (which may not exist). */
@@ -498,6 +540,8 @@ class PartialIngest implements Ingest {
       await mkdir(join(target, '..'), { recursive: true });
       await rename(this.#path, target);
       await fsyncDir(join(target, '..'));
+      // after the rename (it changes ctime): what the file is now that it is verified and named
+      this.#store.recordCommitted(digest, await h.stat({ bigint: true }));
     } catch (e) {
       await this.abort();
       throw fsError('commit blob', target, e);

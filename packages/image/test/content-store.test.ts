@@ -1,7 +1,17 @@
 // ContentStore: blobs, verified ingests (resume, size and digest mismatches discard), two processes
 // ingesting one blob, references in index.json, garbage collection.
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeEach, describe, expect, test } from 'vitest';
@@ -67,6 +77,30 @@ describe('ingest', () => {
     expect(ingestFiles()).toEqual([]);
     expect((await store.ingest({ digest })).present).toBe(true);
   });
+  test('verifiedHere: only for a blob this object committed, as it was then', async () => {
+    const fstat = (path: string) => {
+      const fd = openSync(path, 'r');
+      try {
+        return fstatSync(fd, { bigint: true });
+      } finally {
+        closeSync(fd);
+      }
+    };
+    const other = digestOf(Buffer.from('other'));
+    expect(store.verifiedHere(digest, fstat(join(dir, 'oci-layout')))).toBe(false); // nothing committed yet
+    await store.put(data);
+    const path = store.blobPath(digest);
+    expect(store.verifiedHere(digest, fstat(path))).toBe(true);
+    expect(store.verifiedHere(other, fstat(path))).toBe(false);
+    // another object on the same layout committed nothing
+    expect((await ContentStore.open(dir)).verifiedHere(digest, fstat(path))).toBe(false);
+    // any change since, even one that restores the bytes and the modification time
+    const st = statSync(path);
+    writeFileSync(path, data);
+    utimesSync(path, st.atime, st.mtime);
+    expect(store.verifiedHere(digest, fstat(path))).toBe(false);
+  });
+
   test('resume continues after an interrupted attempt; without resume it restarts', async () => {
     const a = await store.ingest({ digest, size: data.length });
     await a.write(data.subarray(0, 100_000));

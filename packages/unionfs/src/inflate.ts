@@ -12,6 +12,7 @@
  * The calling thread waits for free input slots with `Atomics.waitAsync` (never blocking).
  * The worker's code is self-contained (only `node:` modules), so it starts from a bundle too.
  */
+import { closeSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { UnionfsError, type UnionfsErrorCode } from './errors.js';
 
@@ -35,8 +36,8 @@ const IN_LENS_AT = IN_CTRL_AT + 16;
 const IN_RING_AT = IN_LENS_AT + 4 * IN_SLOTS;
 
 export interface InflateResult {
-  /** The blob's digest and size as read. */
-  digest: string;
+  /** The blob's digest and size as read (no digest for a source read with `hash: false`). */
+  digest: string | undefined;
   compressedSize: number;
   /** sha256 of the tar, and its size. */
   diffID: string;
@@ -54,7 +55,7 @@ const SOURCE = `
   const { openSync, readSync, closeSync } = await import('node:fs');
   const { createHash } = await import('node:crypto');
   const zlib = await import('node:zlib');
-  const { path, algorithm, size, sab, slots, slotSize, inAt, inSlots, inSlotSize } = workerData;
+  const { path, fd: givenFd, hash, algorithm, size, sab, slots, slotSize, inAt, inSlots, inSlotSize } = workerData;
   const ctrl = new Int32Array(sab, 0, 2);
   const ring = Buffer.from(sab, 8, slots * slotSize);
   const stopped = () => Object.assign(new Error('stopped'), { stopped: true });
@@ -108,11 +109,15 @@ const SOURCE = `
     };
     // the blob's bytes: from the file, or from the input ring the caller fills
     let next;
-    if (path !== undefined) {
-      fd = openSync(path, 'r');
+    if (path !== undefined || givenFd !== undefined) {
+      // a descriptor of the caller's is read from its start and left open
+      if (givenFd === undefined) fd = openSync(path, 'r');
+      const from = givenFd ?? fd;
       const buf = Buffer.allocUnsafeSlow(1 << 20);
+      let pos = 0;
       next = () => {
-        const n = readSync(fd, buf, 0, buf.length, null);
+        const n = readSync(from, buf, 0, buf.length, pos);
+        pos += n;
         return n === 0 ? undefined : buf.subarray(0, n);
       };
     } else {
@@ -152,12 +157,12 @@ const SOURCE = `
         parentPort.postMessage({ kind: 'error', code: 'SizeMismatch', message: 'more than the ' + size + ' bytes its descriptor gives' });
         return;
       }
-      blobHash.update(chunk);
+      if (hash) blobHash.update(chunk);
       inflate(zlib.constants.Z_NO_FLUSH, chunk, emit);
     }
     inflate(zlib.constants.Z_FINISH, Buffer.alloc(0), emit);
     z.destroy();
-    parentPort.postMessage({ kind: 'done', result: { digest: algorithm + ':' + blobHash.digest('hex'), compressedSize: read, diffID: 'sha256:' + tarHash.digest('hex'), size: tarSize } });
+    parentPort.postMessage({ kind: 'done', result: { digest: hash ? algorithm + ':' + blobHash.digest('hex') : undefined, compressedSize: read, diffID: 'sha256:' + tarHash.digest('hex'), size: tarSize } });
   } catch (e) {
     if (e && e.stopped) return;
     parentPort.postMessage({ kind: 'error', code: undefined, zcode: e && typeof e.code === 'string' ? e.code : undefined, message: String(e && e.message ? e.message : e) });
@@ -178,28 +183,39 @@ const SOURCE = `
  * stream (with its `code`, e.g. `Z_DATA_ERROR`), `System` for anything else.
  */
 export function inflateInWorker(
-  source: string | AsyncIterable<Buffer>,
+  source: string | { fd: number; hash: boolean } | AsyncIterable<Buffer>,
   opts: { algorithm: 'sha256' | 'sha512'; size?: number; signal?: AbortSignal },
   onPiece: (piece: Buffer, read: number) => void,
 ): Promise<InflateResult> {
-  const fromFile = typeof source === 'string';
+  const fd = typeof source === 'object' && 'fd' in source ? source : undefined;
+  const fromFile = typeof source === 'string' || fd !== undefined;
   const sab = new SharedArrayBuffer(fromFile ? OUT_RING_AT + SLOTS * SLOT : IN_RING_AT + IN_SLOTS * IN_SLOT);
   const ctrl = new Int32Array(sab, 0, 2);
   const ring = Buffer.from(sab, OUT_RING_AT, SLOTS * SLOT);
-  const worker = new Worker(SOURCE, {
-    eval: true,
-    workerData: {
-      path: fromFile ? source : undefined,
-      algorithm: opts.algorithm,
-      size: opts.size,
-      sab,
-      slots: SLOTS,
-      slotSize: SLOT,
-      inAt: { ctrl: IN_CTRL_AT, lens: IN_LENS_AT, ring: IN_RING_AT },
-      inSlots: IN_SLOTS,
-      inSlotSize: IN_SLOT,
-    },
-  });
+  let worker: Worker;
+  try {
+    worker = new Worker(SOURCE, {
+      eval: true,
+      workerData: {
+        path: typeof source === 'string' ? source : undefined,
+        fd: fd?.fd,
+        hash: fd ? fd.hash : true,
+        algorithm: opts.algorithm,
+        size: opts.size,
+        sab,
+        slots: SLOTS,
+        slotSize: SLOT,
+        inAt: { ctrl: IN_CTRL_AT, lens: IN_LENS_AT, ring: IN_RING_AT },
+        inSlots: IN_SLOTS,
+        inSlotSize: IN_SLOT,
+      },
+    });
+  } catch (e) {
+    if (fd) closeSync(fd.fd);
+    throw e;
+  }
+  // the thread reads the caller's descriptor (which it now owns) until it has exited: closed then
+  if (fd) worker.once('exit', () => closeSync(fd.fd));
   return new Promise<InflateResult>((resolve, reject) => {
     let settled = false;
     const inCtrl = fromFile ? undefined : new Int32Array(sab, IN_CTRL_AT, 3);
@@ -250,7 +266,10 @@ export function inflateInWorker(
                 ? new UnionfsError(m.code, m.message)
                 : m.zcode?.startsWith('Z_')
                   ? Object.assign(new Error(m.message), { code: m.zcode })
-                  : new UnionfsError('System', `inflate ${fromFile ? source : 'stream'}: ${m.message}`),
+                  : new UnionfsError(
+                      'System',
+                      `inflate ${typeof source === 'string' ? source : fd ? `fd ${fd.fd}` : 'stream'}: ${m.message}`,
+                    ),
             ),
           );
           break;
@@ -263,7 +282,7 @@ export function inflateInWorker(
       finish(() => reject(new UnionfsError('System', `inflate worker exited (${code}) before finishing`))),
     );
     if (inCtrl && !fromFile) {
-      feed(source, sab, inCtrl, () => settled).then(
+      feed(source as AsyncIterable<Buffer>, sab, inCtrl, () => settled).then(
         () => {
           if (settled) return;
           Atomics.store(inCtrl, IN_ENDED, 1);

@@ -16,6 +16,7 @@
  *     empty/                 the lower layer of an image without layers
  */
 import {
+  type BigIntStats,
   createReadStream,
   createWriteStream,
   constants as FS,
@@ -146,6 +147,11 @@ export interface UnpackRequest {
 export interface UnpackResult extends LayerInfo {
   /** False when the layer was already in the store. */
   unpacked: boolean;
+  /**
+   * Who checked the blob's digest for this unpack: the unpacker hashing what it read, or (see
+   * `unpackImage`) the content store that committed it, for a blob file it vouches for.
+   */
+  blobVerifiedBy?: 'unpack' | 'content-store';
 }
 
 /**
@@ -382,6 +388,7 @@ export class LayerStore {
     req: UnpackRequest,
     parentReady: Promise<unknown> | undefined,
     useWorker = false,
+    blobVerified?: (stats: BigIntStats) => boolean,
   ): Promise<UnpackResult> {
     const digest = parseDigest(req.digest, 'layer digest');
     const compression = layerCompression(req.mediaType);
@@ -451,6 +458,7 @@ export class LayerStore {
         sync: this.#durable,
         ...(req.signal ? { signal: req.signal } : {}),
         ...(req.onProgress ? { onProgress: req.onProgress } : {}),
+        ...(blobVerified && !useWorker ? { blobVerified } : {}),
       });
       if (parentReady) await parentReady;
       const parentInfo = parent ? await this.get(parent) : undefined;
@@ -480,7 +488,7 @@ export class LayerStore {
       await rename(tmp, this.#layerDir(chain));
       tmp = undefined;
       if (this.#durable) await fsyncDir(join(this.dir, 'layers'));
-      return { ...info, unpacked: true };
+      return { ...info, unpacked: true, blobVerifiedBy: res.blobVerifiedBy };
     } catch (e) {
       if (isUnionfsError(e) || (e as Error)?.name === 'AbortError') throw e;
       throw new UnionfsError('System', `unpack layer ${digest}: ${(e as Error)?.message ?? String(e)}`, {
@@ -561,6 +569,11 @@ export class LayerStore {
             ((req.workers ?? 'auto') === 'auto' &&
               availableParallelism() >= WORKER_MIN_CPUS &&
               (layer.size ?? 0) >= WORKER_MIN_BLOB)),
+        // a blob the content store object itself checked and committed, unchanged since, is not
+        // hashed again (its size is still counted and the diffID always checked)
+        typeof req.content.verifiedHere === 'function'
+          ? (stats: BigIntStats) => req.content.verifiedHere(layer.digest, stats)
+          : undefined,
       ).finally(free);
       p.catch(() => abort.abort());
       results.push(p);

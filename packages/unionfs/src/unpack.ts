@@ -17,12 +17,14 @@
 
 import { createHash, type Hash } from 'node:crypto';
 import {
+  type BigIntStats,
   chmodSync,
   createReadStream,
   fchmodSync,
   fchownSync,
   fstatSync,
   lstatSync,
+  openSync,
   readdirSync,
   readFileSync,
   readlinkSync,
@@ -113,6 +115,13 @@ export interface UnpackLayerOptions {
    * files are on disk when the promise resolves.
    */
   sync?: boolean;
+  /**
+   * For a blob file read on the inflate thread: called with the `fstat` (bigint) of the
+   * descriptor that is read; `true` when the caller vouches that this open file is exactly the
+   * blob `digest` (a content store that checked and committed it, `ContentStore.verifiedHere`).
+   * Its bytes are then not hashed again; the size is still counted and the diffID checked.
+   */
+  blobVerified?: (stats: BigIntStats) => boolean;
   signal?: AbortSignal;
   /** Called with the compressed bytes read so far, at most every 64 KiB of input. */
   onProgress?: (bytes: number) => void;
@@ -129,6 +138,8 @@ export interface UnpackLayerResult {
   entries: number;
   /** What could not be done (rootless: `chown`, `mknod`, privileged xattrs), one line each. */
   skipped: string[];
+  /** `content-store` when `blobVerified` vouched for the blob file and it was not hashed again. */
+  blobVerifiedBy: 'unpack' | 'content-store';
 }
 
 const MAX_SKIPPED = 200;
@@ -972,6 +983,8 @@ interface Sums {
   digest: Digest;
   compressedSize: number;
   size: number;
+  /** The digest was not computed: the caller vouched for the blob file (`blobVerified`). */
+  vouched?: boolean;
 }
 
 /**
@@ -1096,10 +1109,21 @@ async function viaInflateWorker(
   const errors = new EntryErrors(opts.digest !== undefined);
   let reported = 0;
   const size = opts.digest !== undefined ? opts.size : undefined;
+  // A blob file the caller vouches for: the descriptor it judged is the one the thread reads.
+  let fd: number | undefined;
+  let vouched = false;
+  if (typeof blob === 'string' && opts.blobVerified && opts.digest) {
+    try {
+      fd = openSync(blob, 'r');
+      vouched = opts.blobVerified(fstatSync(fd, { bigint: true }));
+    } catch {
+      // not readable here: the thread opens it and reports
+    }
+  }
   let r: InflateResult;
   try {
     r = await inflateInWorker(
-      blob,
+      fd !== undefined ? { fd, hash: !vouched } : blob,
       {
         algorithm: opts.digest ? algorithmOf(opts.digest) : 'sha256',
         ...(size !== undefined ? { size } : {}),
@@ -1120,6 +1144,7 @@ async function viaInflateWorker(
       throw new UnionfsError('SizeMismatch', `layer ${opts.digest}: ${e.message}`);
     throw e;
   }
+  if (vouched) r.digest = opts.digest as Digest;
   if (opts.digest) {
     if (size !== undefined && r.compressedSize !== size)
       throw new UnionfsError(
@@ -1139,6 +1164,7 @@ async function viaInflateWorker(
     digest: r.digest as Digest,
     compressedSize: r.compressedSize,
     size: r.size,
+    ...(vouched ? { vouched } : {}),
   };
 }
 
@@ -1199,6 +1225,7 @@ export async function unpackLayer(
       size: sums.size,
       entries: parser.entries,
       skipped: extractor.skippedCount > 0 ? extractor.skipped : [],
+      blobVerifiedBy: sums.vouched ? 'content-store' : 'unpack',
     };
   } catch (e) {
     ex?.close();

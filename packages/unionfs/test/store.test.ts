@@ -1,15 +1,22 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import {
   appendFileSync,
+  closeSync,
+  copyFileSync,
   createReadStream,
   existsSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
+  readSync,
+  renameSync,
   rmSync,
   statSync,
   unlinkSync,
+  utimesSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { ContentStore } from '@tsc/image';
@@ -131,6 +138,52 @@ describe.skipIf(!isRoot)('LayerStore (overlay, real kernel)', () => {
     } finally {
       await store.remove('accept');
     }
+  });
+
+  it('a blob file the content store object checked and committed is not hashed again; anything else is', async () => {
+    const { randomBytes } = await import('node:crypto');
+    const bigTar = buildTar([
+      { path: 'big/a', data: randomBytes(9 << 20) },
+      { path: 'big/b', data: 'b' },
+    ]);
+    const img = await makeImage(join(work, 'oci-vouched'), [
+      buildTar([{ path: 'small', data: 's' }]),
+      bigTar,
+    ]);
+    const big = img.layers[1] as (typeof img.layers)[number];
+    expect(big.size).toBeGreaterThanOrEqual(8 << 20); // on the inflate thread (auto)
+    const open = (name: string) =>
+      LayerStore.open({ root: join(work, name), driver: 'overlay', durable: false });
+    const r = await (await open('vouched-1')).unpackImage(img);
+    expect(r.map((l) => l.blobVerifiedBy)).toEqual(['unpack', 'content-store']);
+    // the same layout opened again: this object committed nothing, so it vouches for nothing
+    const reopened = await ContentStore.open(join(work, 'oci-vouched'));
+    const r2 = await (await open('vouched-2')).unpackImage({ ...img, content: reopened });
+    expect(r2.map((l) => l.blobVerifiedBy)).toEqual(['unpack', 'unpack']);
+    expect(r2.map((l) => l.chainID)).toEqual(r.map((l) => l.chainID));
+    // a byte changed in place, even with the modification time put back: hashed, and refused
+    const path = img.content.blobPath(big.digest);
+    const st = statSync(path);
+    const fd = openSync(path, 'r+');
+    const byte = Buffer.alloc(1);
+    readSync(fd, byte, 0, 1, 5000);
+    writeSync(fd, Buffer.from([(byte[0] as number) ^ 0xff]), 0, 1, 5000);
+    utimesSync(path, st.atime, st.mtime);
+    const root3 = join(work, 'vouched-3');
+    await expect((await open('vouched-3')).unpackImage(img)).rejects.toMatchObject({
+      code: 'DigestMismatch',
+    });
+    expect(readdirSync(join(root3, 'layers', 'overlay', 'tmp'))).toEqual([]);
+    // put back: the file is right again but not as committed (its change time moved): hashed
+    writeSync(fd, byte, 0, 1, 5000);
+    closeSync(fd);
+    const r4 = await (await open('vouched-4')).unpackImage(img);
+    expect(r4.map((l) => l.blobVerifiedBy)).toEqual(['unpack', 'unpack']);
+    // replaced by a copy (another inode): hashed
+    copyFileSync(path, `${path}.copy`);
+    renameSync(`${path}.copy`, path);
+    const r5 = await (await open('vouched-5')).unpackImage(img);
+    expect(r5.map((l) => l.blobVerifiedBy)).toEqual(['unpack', 'unpack']);
   });
 
   it('layers unpacked on worker threads are the same', async () => {
