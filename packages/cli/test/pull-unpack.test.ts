@@ -23,7 +23,15 @@ const FAST = { retry: { attempts: 3, baseDelayMs: 20 } };
  * What the proxy does to a blob GET: cut the connection after `cut` bytes, flip the byte at
  * `flip`, or send nothing until `hold` resolves.
  */
-type Fault = { cut?: number; flip?: number; hold?: Promise<void> } | undefined;
+type Fault =
+  | {
+      cut?: number;
+      flip?: number;
+      hold?: Promise<void>;
+      /** Forward the first `at` bytes, then nothing until `until` resolves. */
+      stall?: { at: number; until: Promise<unknown> };
+    }
+  | undefined;
 
 /** A proxy in front of the registry; `fault(digest, n)` decides for the n-th GET of a blob. */
 async function startProxy(target: string) {
@@ -63,7 +71,8 @@ async function startProxy(target: string) {
         (ures) => {
           res.writeHead(ures.statusCode ?? 502, ures.headers);
           let sent = 0;
-          ures.on('data', (chunk: Buffer) => {
+          let stalled = false;
+          const push = (chunk: Buffer) => {
             let c = chunk;
             if (f?.flip !== undefined && f.flip >= sent && f.flip < sent + c.length) {
               c = Buffer.from(c);
@@ -78,6 +87,21 @@ async function startProxy(target: string) {
             }
             sent += c.length;
             res.write(c);
+          };
+          ures.on('data', (chunk: Buffer) => {
+            const st = f?.stall;
+            if (st && !stalled && sent + chunk.length > st.at) {
+              stalled = true;
+              const rest = Buffer.from(chunk.subarray(st.at - sent));
+              push(chunk.subarray(0, st.at - sent));
+              ures.pause();
+              void st.until.then(() => {
+                push(rest);
+                ures.resume();
+              });
+              return;
+            }
+            push(chunk);
           });
           ures.on('end', () => res.end());
           ures.on('error', () => res.destroy());
@@ -377,15 +401,28 @@ describe.skipIf(skip !== undefined)('pull and unpack together', () => {
       check(root);
       expect(leftovers(root)).toEqual([]);
     }
-    // a flipped byte at 70 %: DigestMismatch, nothing stored, named or unpacked
-    proxy.fault = (d) => (d === first.digest ? { flip: Math.floor(first.size * 0.7) } : undefined);
+    // a flipped byte at 70 %: DigestMismatch, nothing stored, named or unpacked (the download
+    // waits at 60 % until the layer is being extracted: it must be streaming when the byte comes)
+    let extracting!: () => void;
+    const extractingNow = new Promise<void>((r) => {
+      extracting = r;
+    });
+    proxy.fault = (d) =>
+      d === first.digest
+        ? {
+            flip: Math.floor(first.size * 0.7),
+            stall: { at: Math.floor(first.size * 0.6), until: extractingNow },
+          }
+        : undefined;
     const root = roots();
     const { store, layers } = await open(root);
     let extractedBytes = 0;
     const e = await pullAndUnpack(store, layers, parseReference(`${proxy.host}/pu/big:1`), {
       ...FAST,
       onExtract: (l, bytes) => {
-        if (l.digest === first.digest) extractedBytes = bytes;
+        if (l.digest !== first.digest) return;
+        extractedBytes = bytes;
+        extracting();
       },
     }).catch((x: unknown) => x);
     proxy.fault = () => undefined;
