@@ -794,22 +794,35 @@ export class Extractor implements TarSink {
     for (const fd of this.#dirs.values()) closeFd(fd);
     this.#dirs.clear();
     for (const d of this.#dirMeta) {
-      let fd: number;
-      try {
-        fd = d.rel === '' ? this.#rootFd : openInRoot(this.#rootFd, d.rel, O.PATH | O.NOFOLLOW | O.DIRECTORY);
-      } catch {
-        continue; // replaced or deleted later in the layer
+      // One open that can be changed (a thousand directories in a big layer): when it fails
+      // (replaced or deleted later in the layer, no permission) the path below decides as before.
+      let rfd: number | undefined;
+      if (d.rel !== '') {
+        try {
+          rfd = openInRoot(this.#rootFd, d.rel, O.RDONLY | O.NOFOLLOW | O.DIRECTORY);
+        } catch {
+          rfd = undefined;
+        }
+      }
+      if (rfd === undefined) {
+        let fd: number;
+        try {
+          fd =
+            d.rel === '' ? this.#rootFd : openInRoot(this.#rootFd, d.rel, O.PATH | O.NOFOLLOW | O.DIRECTORY);
+        } catch {
+          continue; // replaced or deleted later in the layer
+        }
+        try {
+          rfd = openat(-100, fdPath(fd), O.RDONLY | O.DIRECTORY);
+        } finally {
+          if (fd !== this.#rootFd) closeFd(fd);
+        }
       }
       try {
-        const rfd = openat(-100, fdPath(fd), O.RDONLY | O.DIRECTORY);
-        try {
-          fchmodSync(rfd, d.mode);
-          utimensat(rfd, null, d.atime, d.mtime);
-        } finally {
-          closeFd(rfd);
-        }
+        fchmodSync(rfd, d.mode);
+        utimensat(rfd, null, d.atime, d.mtime);
       } finally {
-        if (fd !== this.#rootFd) closeFd(fd);
+        closeFd(rfd);
       }
     }
     this.#dirMeta = [];
