@@ -121,6 +121,21 @@ await build({
       },
     },
     {
+      // require('node:process') is the global process object; as a builtin module it is compiled
+      // at start (commander requires it): the bundle takes the global instead.
+      name: 'process-is-global',
+      setup(b) {
+        b.onResolve({ filter: /^(node:)?process$/ }, () => ({
+          path: 'process',
+          namespace: 'global-process',
+        }));
+        b.onLoad({ filter: /.*/, namespace: 'global-process' }, () => ({
+          contents: 'module.exports = process;',
+          loader: 'js',
+        }));
+      },
+    },
+    {
       // zod ships ~40 locales (a third of the bundle); error messages here are English,
       // so only `en` is kept. Less to read, compile and collect at every start.
       name: 'zod-english-only',

@@ -1,7 +1,6 @@
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
   call,
@@ -118,7 +117,11 @@ export class ExecutorProcess {
         const child = this.child;
         this.exitPromise = new Promise((resolve) => {
           // Killed by a signal: 128 + its number (shell convention), e.g. 137 for SIGKILL.
-          child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? constants.signals[signal] : 0)));
+          child.on('exit', (code, signal) =>
+            resolve(
+              code ?? 128 + (signal ? process.getBuiltinModule('node:os').constants.signals[signal] : 0),
+            ),
+          );
         });
       } else {
         this.pid = this.spawnFast(memfd, stdio, extra);

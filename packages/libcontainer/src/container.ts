@@ -11,7 +11,6 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { userInfo } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import {
   type ApplyResult,
@@ -726,7 +725,8 @@ function ownerName(): string {
   const uid = process.geteuid?.() ?? 0;
   if (uid === 0) return '';
   try {
-    return userInfo().username;
+    // node:os only here (not root): a start does not load it.
+    return process.getBuiltinModule('node:os').userInfo().username;
   } catch {
     return String(uid);
   }

@@ -6,7 +6,9 @@ import {
   readdirSync,
   readFileSync,
   renameSync,
+  rmdirSync,
   rmSync,
+  unlinkSync,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -138,7 +140,14 @@ export class StateDir {
 
   /** Remove the whole directory. */
   remove(): void {
-    rmSync(this.dir, { recursive: true, force: true });
+    // What a state dir holds are files (state.json, the lock, the exec fifo, temporary files):
+    // removed one by one, which spares a start loading Node's recursive rm (~1 ms) for them.
+    try {
+      for (const name of readdirSync(this.dir)) unlinkSync(join(this.dir, name));
+      rmdirSync(this.dir);
+    } catch {
+      rmSync(this.dir, { recursive: true, force: true });
+    }
     this.unlock();
   }
 }
