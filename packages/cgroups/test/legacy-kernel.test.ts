@@ -174,8 +174,7 @@ describe.skipIf(!run)('legacy layout on the real kernel (needs root, unshare and
 
   it('kills through the v1 freezer (thawing self-frozen nested cgroups) and destroys', async () => {
     const root = path.join(tmp, 'root');
-    const setup = [
-      'set -e',
+    const { code, stdout, stderr } = await privateMounts([
       `mkdir -p ${root}`,
       `mount -t tmpfs tmpfs ${root}`,
       ...mounts.map((m) => {
@@ -184,19 +183,7 @@ describe.skipIf(!run)('legacy layout on the real kernel (needs root, unshare and
         return `mkdir -p ${dir} && mount -t cgroup -o ${opts} cgroup ${dir}`;
       }),
       `exec "${process.execPath}" ${path.join(tmp, 'script.mjs')} ${path.join(pkg, 'dist/index.js')} ${root} ${CG}`,
-    ].join('\n');
-    const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', setup], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    ]);
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     const out = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
     expect(out['layout']).toBe('legacy');
