@@ -60,10 +60,14 @@ export function verbOf(args: readonly string[]): string | undefined {
  * their code costs page faults); the loader turns them back on unless this says short.
  */
 export function isShortCommand(args: readonly string[]): boolean {
-  const verb = verbOf(args);
-  const m = COMMAND_MODULES.find((c) => verb !== undefined && c.verbs.includes(verb));
-  if (!m?.short) return false;
+  if (!moduleOf(args)?.short) return false;
   return !args.some((a) => a === '--image' || a.startsWith('--image='));
+}
+
+/** The command module of a command line's verb (none for no verb or an unknown one). */
+function moduleOf(args: readonly string[]): (typeof COMMAND_MODULES)[number] | undefined {
+  const verb = verbOf(args);
+  return verb === undefined ? undefined : COMMAND_MODULES.find((m) => m.verbs.includes(verb));
 }
 
 /** Run nsinit with `argv` (node's form: argv[0] node, argv[1] the script). */
@@ -118,8 +122,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   };
 
   try {
-    const verb = verbOf(argv.slice(2));
-    const one = COMMAND_MODULES.find((m) => verb !== undefined && m.verbs.includes(verb));
+    const one = moduleOf(argv.slice(2));
     for (const m of one ? [one] : COMMAND_MODULES) (await m.load()).register(program);
     await program.parseAsync([...argv]);
   } catch (e) {

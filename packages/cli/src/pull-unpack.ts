@@ -89,6 +89,28 @@ export async function pullAndUnpack(
   // goes to unpackImage, without an owner. These runs only save time: their failures are
   // ignored (what they could not do, the final unpackImage of the whole image does and reports).
   let meta: { manifest: Manifest; config: ImageConfig } | undefined;
+  /**
+   * unpackImage of the image's first `n` layers without an owner (a prefix run), or of the whole
+   * image, its diffIDs as the config has them (unpackImage checks they match the layers), owned.
+   */
+  const unpackFirst = (manifest: Manifest, config: ImageConfig, n?: number) =>
+    layers.unpackImage({
+      content: store,
+      layers: n === undefined ? manifest.layers : manifest.layers.slice(0, n),
+      diffIDs:
+        n === undefined
+          ? (config.rootfs.diff_ids as Digest[])
+          : (config.rootfs.diff_ids as Digest[]).slice(0, n),
+      ...(n === undefined ? { owner: `image:${manifest.config.digest}` } : {}),
+      signal,
+      workers,
+      ...(onExtract
+        ? {
+            onProgress: (i: number, bytes: number) =>
+              manifest.layers[i] && onExtract(manifest.layers[i], bytes),
+          }
+        : {}),
+    });
   let covered = 0;
   const prefixRuns: Promise<unknown>[] = [];
   /** Layers the prefix runs or the stream unpacked (unpackImage then finds them present). */
@@ -101,20 +123,7 @@ export async function pullAndUnpack(
     if (j <= covered || j >= manifest.layers.length || j - 1 === streamed?.index) return;
     covered = j;
     prefixRuns.push(
-      layers
-        .unpackImage({
-          content: store,
-          layers: manifest.layers.slice(0, j),
-          diffIDs: (config.rootfs.diff_ids as Digest[]).slice(0, j),
-          signal,
-          workers,
-          ...(onExtract
-            ? {
-                onProgress: (i: number, bytes: number) =>
-                  manifest.layers[i] && onExtract(manifest.layers[i], bytes),
-              }
-            : {}),
-        })
+      unpackFirst(manifest, config, j)
         .then((rs) => {
           for (const x of rs) if (x.unpacked) doneEarly.set(x.chainID, x);
         })
@@ -201,23 +210,7 @@ export async function pullAndUnpack(
   });
   pulled.catch(fail);
 
-  const unpackAll = async (manifest: Manifest, config: ImageConfig) =>
-    layers.unpackImage({
-      content: store,
-      layers: manifest.layers,
-      diffIDs: config.rootfs.diff_ids as Digest[],
-      owner: `image:${manifest.config.digest}`,
-      signal,
-      // The bundled CLI cannot start unionfs's unpack workers (their module is looked up next
-      // to the bundle, where it is not); the layers then stream on this thread.
-      workers,
-      ...(onExtract
-        ? {
-            onProgress: (i: number, bytes: number) =>
-              manifest.layers[i] && onExtract(manifest.layers[i], bytes),
-          }
-        : {}),
-    });
+  const unpackAll = (manifest: Manifest, config: ImageConfig) => unpackFirst(manifest, config);
 
   try {
     // Start unpacking as soon as every layer is ready (or the pull is done).

@@ -80,7 +80,6 @@ async function lockFile(h: FileHandle, signal?: AbortSignal): Promise<void> {
   }
 }
 
-/** A directory in the OCI image layout, used as a content-addressed store. */
 /** What a blob file was when this store committed it (see {@link ContentStore.verifiedHere}). */
 interface FileIdentity {
   dev: bigint;
@@ -90,6 +89,7 @@ interface FileIdentity {
   ctimeNs: bigint;
 }
 
+/** A directory in the OCI image layout, used as a content-addressed store. */
 export class ContentStore {
   /** The layout's directory. */
   readonly dir: string;
